@@ -1,0 +1,175 @@
+//! The validated configuration: every value parsed, every reference resolved.
+//!
+//! Nothing in here can be wrong in a way the node would have to check again: pool
+//! names referenced by listeners exist, names are unique, durations and addresses are
+//! parsed, and defaults are filled in.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bunsan_core::{Algorithm, ServerState};
+
+/// A whole node configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Process-wide settings (`[node]`).
+    pub node: NodeSettings,
+    /// The admin API (`[admin]`); `None` when the file has no `[admin]` table.
+    pub admin: Option<AdminConfig>,
+    /// `[[listener]]` entries, in file order.
+    pub listeners: Vec<ListenerConfig>,
+    /// `[[pool]]` entries, in file order.
+    pub pools: Vec<PoolConfig>,
+}
+
+impl Config {
+    /// The pool called `name`.
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
+
+/// `[node]`: settings of the process as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSettings {
+    /// `workers`: worker threads; `None` = one per CPU.
+    pub workers: Option<usize>,
+    /// `shutdown_timeout`: how long in-flight work may take to finish after SIGTERM/SIGINT.
+    /// Default 30 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self { workers: None, shutdown_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// `[admin]`: the admin API, metrics and status page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// `listen`: where the admin API listens.
+    pub listen: SocketAddr,
+    /// `token`: the bearer token callers must present. Required (at least 16 characters)
+    /// when `listen` is not a loopback address.
+    pub token: Option<Secret>,
+}
+
+/// A secret string whose `Debug` output never shows the value, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is compared or sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// What a listener speaks to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2 (h2c with prior knowledge; with TLS, ALPN h2/http/1.1).
+    Http,
+    /// A layer-4 relay.
+    Tcp,
+}
+
+impl Protocol {
+    /// The name used in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// `[[listener]]`: one listening socket and the pool it feeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    /// `name`: unique among listeners.
+    pub name: String,
+    /// `listen`: the address to bind (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `protocol`: `"http"` (default) or `"tcp"`.
+    pub protocol: Protocol,
+    /// `pool`: the name of an existing pool.
+    pub pool: String,
+    /// `tls = { cert, key }`: PEM files, relative paths resolved against the config
+    /// file's directory. Only on `http` listeners.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, as PEM file paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `cert`: the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// `key`: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Where Maglev takes a request's key from (`hash_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// `header:NAME`: the value of a request header (name stored lowercase).
+    Header(String),
+    /// `cookie:NAME`: the value of a cookie.
+    Cookie(String),
+    /// `client-ip`: the client's IP address (the default, and the only key TCP has).
+    ClientIp,
+    /// `path`: the request path, without the query.
+    Path,
+}
+
+/// `[[pool]]`: seed 001's representative name, a set of servers doing the same job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// `name`: unique among pools.
+    pub name: String,
+    /// `algorithm`: default `least-load`.
+    pub algorithm: Algorithm,
+    /// `hash_key`: only with `algorithm = "maglev"`; default `client-ip` there.
+    pub hash_key: Option<HashKey>,
+    /// `connect_timeout`: how long a connection to a server may take. Default 3 s.
+    pub connect_timeout: Duration,
+    /// `response_timeout`: from the request being sent until the response head arrives.
+    /// Default 60 s.
+    pub response_timeout: Duration,
+    /// `idle_timeout`: pooled upstream connections idle longer than this are closed.
+    /// Default 60 s.
+    pub idle_timeout: Duration,
+    /// `max_idle_per_server`: idle upstream connections kept per server. Default 256.
+    pub max_idle_per_server: usize,
+    /// `[[pool.server]]` entries, in file order.
+    pub servers: Vec<ServerConfig>,
+}
+
+/// `[[pool.server]]`: one real backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `name`: unique within its pool.
+    pub name: String,
+    /// `addr`: `IP:PORT` or `HOST:PORT` (resolved when the config is loaded; the first
+    /// address wins).
+    pub addr: SocketAddr,
+    /// `addr` as written, for display.
+    pub addr_text: String,
+    /// `capacity`: seed 001's ratio, 1..=10000. Default 1.
+    pub capacity: u32,
+    /// `state`: the state the server starts in, `ready` (default), `drain` or `maint`.
+    pub state: ServerState,
+}

@@ -1,0 +1,277 @@
+//! Valid configs decode to exactly the expected `Config`, defaults included.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bunsan_config::{
+    AdminConfig, Config, HashKey, ListenerConfig, LoadError, NodeSettings, PoolConfig, Protocol, Secret,
+    ServerConfig, TlsFiles,
+};
+use bunsan_core::{Algorithm, ServerState};
+
+/// Every key bunsan knows, each set to something other than its default where it has one.
+const FULL: &str = r#"
+[node]
+workers = 4
+shutdown_timeout = "1m30s"
+
+[admin]
+listen = "0.0.0.0:9090"
+token = "0123456789abcdef-very-secret"
+
+[[listener]]
+name = "web"
+listen = "0.0.0.0:8080"
+pool = "app"
+
+[[listener]]
+name = "web-tls"
+listen = "[::]:8443"
+protocol = "http"
+pool = "app"
+tls = { cert = "certs/web.pem", key = "/etc/bunsan/web.key" }
+
+[[listener]]
+name = "db"
+listen = "127.0.0.1:0"
+protocol = "tcp"
+pool = "db"
+
+# Port 0 twice is fine: each socket gets its own free port.
+[[listener]]
+name = "db.2"
+listen = "127.0.0.1:0"
+protocol = "tcp"
+pool = "db"
+
+[[pool]]
+name = "app"
+algorithm = "maglev"
+hash_key = "header:X-User-Id"
+connect_timeout = "250ms"
+response_timeout = "30s"
+idle_timeout = "2m"
+max_idle_per_server = 0
+
+[[pool.server]]
+name = "host1"
+addr = "10.0.0.1:9001"
+capacity = 3
+state = "drain"
+
+[[pool.server]]
+name = "host_2"
+addr = "[fd00::2]:9001"
+capacity = 10000
+state = "maint"
+
+[[pool.server]]
+name = "local"
+addr = "localhost:9003"
+state = "ready"
+
+[[pool]]
+name = "db"
+algorithm = "round-robin"
+max_idle_per_server = 100000
+
+[[pool.server]]
+name = "primary"
+addr = "10.0.1.1:5432"
+
+[[pool]]
+name = "spare"
+"#;
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("test address")
+}
+
+fn server(
+    name: &str,
+    addr_text: &str,
+    resolved: SocketAddr,
+    capacity: u32,
+    state: ServerState,
+) -> ServerConfig {
+    ServerConfig { name: name.into(), addr: resolved, addr_text: addr_text.into(), capacity, state }
+}
+
+fn pool(name: &str, algorithm: Algorithm, servers: Vec<ServerConfig>) -> PoolConfig {
+    PoolConfig {
+        name: name.into(),
+        algorithm,
+        hash_key: None,
+        connect_timeout: Duration::from_secs(3),
+        response_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        max_idle_per_server: 256,
+        servers,
+    }
+}
+
+fn listener(
+    name: &str,
+    listen: &str,
+    protocol: Protocol,
+    pool: &str,
+    tls: Option<TlsFiles>,
+) -> ListenerConfig {
+    ListenerConfig { name: name.into(), listen: addr(listen), protocol, pool: pool.into(), tls }
+}
+
+/// What `FULL` means, with the TLS cert resolved against `base`.
+fn expected_full(base: &Path) -> Config {
+    let localhost = ("localhost", 9003).to_socket_addrs().ok().and_then(|mut a| a.next()).expect("localhost");
+    let tls = TlsFiles { cert: base.join("certs/web.pem"), key: PathBuf::from("/etc/bunsan/web.key") };
+    let app = PoolConfig {
+        hash_key: Some(HashKey::Header("x-user-id".into())),
+        connect_timeout: Duration::from_millis(250),
+        response_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(120),
+        max_idle_per_server: 0,
+        ..pool(
+            "app",
+            Algorithm::Maglev,
+            vec![
+                server("host1", "10.0.0.1:9001", addr("10.0.0.1:9001"), 3, ServerState::Drain),
+                server("host_2", "[fd00::2]:9001", addr("[fd00::2]:9001"), 10000, ServerState::Maint),
+                server("local", "localhost:9003", localhost, 1, ServerState::Ready),
+            ],
+        )
+    };
+    let db_servers = vec![server("primary", "10.0.1.1:5432", addr("10.0.1.1:5432"), 1, ServerState::Ready)];
+    let db = PoolConfig { max_idle_per_server: 100_000, ..pool("db", Algorithm::RoundRobin, db_servers) };
+    Config {
+        node: NodeSettings { workers: Some(4), shutdown_timeout: Duration::from_secs(90) },
+        admin: Some(AdminConfig {
+            listen: addr("0.0.0.0:9090"),
+            token: Some(Secret::new("0123456789abcdef-very-secret")),
+        }),
+        listeners: vec![
+            listener("web", "0.0.0.0:8080", Protocol::Http, "app", None),
+            listener("web-tls", "[::]:8443", Protocol::Http, "app", Some(tls)),
+            listener("db", "127.0.0.1:0", Protocol::Tcp, "db", None),
+            listener("db.2", "127.0.0.1:0", Protocol::Tcp, "db", None),
+        ],
+        pools: vec![app, db, pool("spare", Algorithm::LeastLoad, vec![])],
+    }
+}
+
+#[test]
+fn full_config_decodes_every_key() {
+    let config = bunsan_config::parse(FULL, Path::new("bunsan.toml")).expect("valid config");
+    assert_eq!(config, expected_full(Path::new("")));
+    assert_eq!(config.pool("db").map(|p| p.servers.len()), Some(1));
+    assert!(config.pool("nope").is_none());
+}
+
+#[test]
+fn tls_paths_resolve_against_the_config_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf_dir = dir.path().join("conf");
+    std::fs::create_dir(&conf_dir).expect("mkdir");
+    let path = conf_dir.join("bunsan.toml");
+    std::fs::write(&path, FULL).expect("write config");
+    let config = bunsan_config::load(&path).expect("valid config");
+    assert_eq!(config, expected_full(&conf_dir));
+    let tls = config.listeners[1].tls.as_ref().expect("tls");
+    assert_eq!(tls.cert, conf_dir.join("certs").join("web.pem"));
+    assert_eq!(tls.key, Path::new("/etc/bunsan/web.key"));
+}
+
+#[test]
+fn tls_can_be_a_standard_table() {
+    let source = r#"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8443"
+pool = "app"
+[listener.tls]
+cert = "web.pem"
+key = "web.key"
+
+[[pool]]
+name = "app"
+"#;
+    let config = bunsan_config::parse(source, Path::new("/srv/b.toml")).expect("valid config");
+    let tls = TlsFiles { cert: "/srv/web.pem".into(), key: "/srv/web.key".into() };
+    assert_eq!(config.listeners[0].tls, Some(tls));
+}
+
+#[test]
+fn minimal_config_gets_every_default() {
+    let source =
+        "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:80\"\npool = \"p\"\n[[pool]]\nname = \"p\"\n";
+    let config = bunsan_config::parse(source, Path::new("b.toml")).expect("valid config");
+    assert_eq!(config.node, NodeSettings { workers: None, shutdown_timeout: Duration::from_secs(30) });
+    assert_eq!(config.admin, None);
+    assert_eq!(config.listeners, vec![listener("l", "127.0.0.1:80", Protocol::Http, "p", None)]);
+    assert_eq!(config.pools, vec![pool("p", Algorithm::LeastLoad, vec![])]);
+}
+
+#[test]
+fn maglev_hashes_the_client_ip_by_default_and_takes_cookies() {
+    let source = r#"
+[[listener]]
+name = "l"
+listen = "127.0.0.1:80"
+pool = "a"
+[[pool]]
+name = "a"
+algorithm = "maglev"
+[[pool]]
+name = "b"
+algorithm = "maglev"
+hash_key = "cookie:Session_ID"
+[[pool]]
+name = "c"
+algorithm = "maglev"
+hash_key = "path"
+"#;
+    let config = bunsan_config::parse(source, Path::new("b.toml")).expect("valid config");
+    let keys: Vec<_> = config.pools.iter().map(|p| p.hash_key.clone()).collect();
+    let expected = [HashKey::ClientIp, HashKey::Cookie("Session_ID".into()), HashKey::Path];
+    assert_eq!(keys, expected.map(Some));
+}
+
+#[test]
+fn admin_on_loopback_needs_no_token_and_zero_shutdown_is_allowed() {
+    let source = r#"
+node = { shutdown_timeout = "0s" }
+admin = { listen = "[::1]:9090" }
+listener = [{ name = "l", listen = "127.0.0.1:80", pool = "p" }]
+pool = [{ name = "p", server = [{ name = "s", addr = "127.0.0.1:81" }] }]
+"#;
+    let config = bunsan_config::parse(source, Path::new("b.toml")).expect("valid config");
+    assert_eq!(config.node.shutdown_timeout, Duration::ZERO);
+    assert_eq!(config.admin, Some(AdminConfig { listen: addr("[::1]:9090"), token: None }));
+    assert_eq!(config.pools[0].servers[0].addr, addr("127.0.0.1:81"));
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let config = bunsan_config::parse(FULL, Path::new("b.toml")).expect("valid config");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("very-secret"), "{debug}");
+    assert!(debug.contains("Secret(***)"));
+}
+
+#[test]
+fn load_reports_unreadable_files_and_names_the_file_in_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.toml");
+    let err = bunsan_config::load(&missing).expect_err("no such file");
+    assert!(matches!(err, LoadError::Read { .. }));
+    assert!(err.to_string().starts_with("cannot read config file "), "{err}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "bogus = 1\n").expect("write config");
+    let err = bunsan_config::load(&bad).expect_err("invalid config");
+    let first = err.to_string().lines().next().map(str::to_owned).unwrap_or_default();
+    assert_eq!(
+        first,
+        format!("{}:1:1: bogus: unknown key (valid here: node, admin, listener, pool)", bad.display())
+    );
+}
