@@ -52,7 +52,7 @@ fn decode_root(ctx: &mut Ctx<'_>, table: &DeTable<'_>) -> Option<Config> {
     let listener_field = root.optional("listener");
     // Pools are decoded first so listeners can check the pool they name.
     let pools = pool::decode_pools(ctx, root.optional("pool"));
-    let listeners = listener::decode_listeners(ctx, listener_field, &pools.names, &mut listens);
+    let listeners = listener::decode_listeners(ctx, listener_field, &pools, &mut listens);
     root.finish(ctx);
     check_listen_conflicts(ctx, listens);
     Some(Config { node: node?, admin: admin?, listeners: listeners?, pools: pools.configs? })

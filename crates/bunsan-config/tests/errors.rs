@@ -528,3 +528,27 @@ fn columns_count_characters_not_bytes() {
     // "é" is two bytes: the byte offset would give column 35.
     assert_eq!((error.line, error.column, error.key.as_str()), (12, 34, "listener[tls].tls.key"));
 }
+
+#[test]
+fn a_tcp_listener_cannot_feed_a_pool_hashing_on_the_http_request() {
+    let source = r#"[[listener]]
+name = "raw"
+listen = "127.0.0.1:0"
+protocol = "tcp"
+pool = "users"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:0"
+pool = "users"
+[[pool]]
+name = "users"
+algorithm = "maglev"
+hash_key = "cookie:sid"
+"#;
+    check(
+        source,
+        &["5:8: listener[raw].pool: pool \"users\" hashes on an HTTP request attribute; a tcp listener has only the client address (use hash_key = \"client-ip\" or a separate pool)"],
+    );
+    let by_ip = source.replace("cookie:sid", "client-ip");
+    assert!(bunsan_config::parse(&by_ip, Path::new("t.toml")).is_ok());
+}

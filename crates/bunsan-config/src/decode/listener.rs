@@ -2,6 +2,7 @@
 
 use super::ctx::Ctx;
 use super::node::listen_addr;
+use super::pool::Pools;
 use super::reader::{Field, Reader};
 use super::{read_name, ListenAt, Unique};
 use crate::error::ErrorKind;
@@ -9,8 +10,8 @@ use crate::model::{ListenerConfig, Protocol, TlsFiles};
 
 /// What decoding a listener needs from the rest of the file.
 struct Env<'x> {
-    /// The pools the file defines (valid names, in file order).
-    pools: &'x [String],
+    /// The pools the file defines.
+    pools: &'x Pools,
     names: Unique,
     listens: &'x mut Vec<ListenAt>,
 }
@@ -19,7 +20,7 @@ struct Env<'x> {
 pub(crate) fn decode_listeners(
     ctx: &mut Ctx<'_>,
     field: Option<Field<'_, '_>>,
-    pools: &[String],
+    pools: &Pools,
     listens: &mut Vec<ListenAt>,
 ) -> Option<Vec<ListenerConfig>> {
     let Some(field) = field else {
@@ -49,7 +50,7 @@ fn decode_listener(
     let name = read_name(ctx, &mut table, &mut env.names, "listener");
     let listen = table.need(ctx, "listen", |ctx, f| listen_addr(ctx, f, env.listens));
     let protocol = table.get_or(ctx, "protocol", Protocol::Http, protocol);
-    let pool = table.need(ctx, "pool", |ctx, f| pool_ref(ctx, f, env.pools));
+    let pool = table.need(ctx, "pool", |ctx, f| pool_ref(ctx, f, env.pools, protocol));
     let tls = tls_for(ctx, table.optional("tls"), protocol);
     table.finish(ctx);
     let (name, listen, protocol, pool, tls) = (name?, listen?, protocol?, pool?, tls?);
@@ -67,14 +68,27 @@ fn protocol(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<Protocol> {
     field.check(ctx, found)
 }
 
-/// Decodes `pool`, which must name a pool defined in the file.
-fn pool_ref(ctx: &mut Ctx<'_>, field: &Field<'_, '_>, pools: &[String]) -> Option<String> {
+/// Decodes `pool`, which must name a pool defined in the file and, for a TCP listener,
+/// one that can balance without an HTTP request.
+fn pool_ref(
+    ctx: &mut Ctx<'_>,
+    field: &Field<'_, '_>,
+    pools: &Pools,
+    protocol: Option<Protocol>,
+) -> Option<String> {
     let name = field.str(ctx)?;
-    if pools.iter().any(|p| p == name) {
-        return Some(name.to_owned());
+    if !pools.names.iter().any(|p| p == name) {
+        let known = if pools.names.is_empty() { "none".to_owned() } else { pools.names.join(", ") };
+        return field.check(ctx, Err(ErrorKind::UnknownPool { name: name.to_owned(), known }));
     }
-    let known = if pools.is_empty() { "none".to_owned() } else { pools.join(", ") };
-    field.check(ctx, Err(ErrorKind::UnknownPool { name: name.to_owned(), known }))
+    if protocol == Some(Protocol::Tcp) && pools.http_keyed.iter().any(|p| p == name) {
+        let why = format!(
+            "pool {name:?} hashes on an HTTP request attribute; a tcp listener has only the \
+             client address (use hash_key = \"client-ip\" or a separate pool)"
+        );
+        return field.invalid(ctx, why);
+    }
+    Some(name.to_owned())
 }
 
 /// Decodes the optional `tls` of a listener speaking `protocol` (`None` if that was

@@ -28,16 +28,26 @@ pub(crate) struct Pools {
     /// Every valid pool name, even of pools with other errors, so a listener naming such a
     /// pool gets no second, misleading "no pool named" error.
     pub(crate) names: Vec<String>,
+    /// Pools whose `hash_key` reads the HTTP request (header, cookie, path), which a TCP
+    /// listener does not have.
+    pub(crate) http_keyed: Vec<String>,
 }
 
 /// Decodes the `pool` array (absent = no pools).
 pub(crate) fn decode_pools(ctx: &mut Ctx<'_>, field: Option<Field<'_, '_>>) -> Pools {
     let Some(field) = field else {
-        return Pools { configs: Some(Vec::new()), names: Vec::new() };
+        return Pools { configs: Some(Vec::new()), names: Vec::new(), http_keyed: Vec::new() };
     };
     let mut names = Unique::new("pool name");
     let configs = field.tables(ctx).decode_all(|table| decode_pool(ctx, table, &mut names));
-    Pools { configs, names: names.into_values() }
+    let http_keyed =
+        configs.iter().flatten().filter(|p| needs_http(p.hash_key.as_ref())).map(|p| p.name.clone());
+    Pools { http_keyed: http_keyed.collect(), configs, names: names.into_values() }
+}
+
+/// Whether a hash key can only be read from an HTTP request.
+fn needs_http(key: Option<&HashKey>) -> bool {
+    matches!(key, Some(HashKey::Header(_) | HashKey::Cookie(_) | HashKey::Path))
 }
 
 /// Decodes one `[[pool]]`.
