@@ -1,6 +1,6 @@
 //! Cost of one `Selector::pick` per algorithm and pool size, and of `Selector::build`.
 //!
-//! `CARGO_TARGET_DIR=/work/target-core cargo bench -p bunsan-core --bench pick`
+//! `cargo bench -p bunsan-core --bench pick`
 //! Bench ids: `pick/<algorithm>/<servers>` and `build/<algorithm>/1000`.
 
 use std::hint::black_box;

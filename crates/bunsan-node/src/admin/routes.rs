@@ -1,0 +1,153 @@
+//! Admin API routing and handlers.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use bunsan_core::ServerState;
+use bunsan_proto::admin::{ErrorBody, StateChange};
+
+use super::view::{pool_detail, pool_summary, server_status};
+use super::AdminContext;
+use crate::state::{Command, StateError};
+
+/// Largest request body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+type Reply = Response<Full<Bytes>>;
+
+/// Routes one admin request.
+pub async fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Reply {
+    if !authorized(ctx, &req) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into());
+    }
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method().clone(), segments.as_slice()) {
+        (Method::GET, ["metrics"]) => metrics(ctx),
+        (Method::GET, ["v1", "pools"]) => list_pools(ctx),
+        (Method::GET, ["v1", "pools", pool]) => show_pool(ctx, pool),
+        (Method::PUT, ["v1", "pools", pool, "servers", server]) => change_state(ctx, pool, server, req).await,
+        (Method::DELETE, ["v1", "pools", pool, "servers", server, "pin"]) => {
+            apply(ctx, pool, server, Command::Release)
+        }
+        (_, ["metrics"] | ["v1", "pools", ..]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".into())
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}
+
+/// Checks `Authorization: Bearer …` in constant time when a token is configured.
+fn authorized(ctx: &AdminContext, req: &Request<Incoming>) -> bool {
+    let Some(token) = &ctx.token else { return true };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    constant_time_eq(presented, token.expose().as_bytes())
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, &x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(!x);
+    }
+    diff == 0
+}
+
+fn metrics(ctx: &AdminContext) -> Reply {
+    match crate::metrics::render(&ctx.registry) {
+        Ok(text) => {
+            let mut reply = Response::new(Full::new(Bytes::from(text)));
+            let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            reply.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+            reply
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded".into()),
+    }
+}
+
+fn list_pools(ctx: &AdminContext) -> Reply {
+    let topology = ctx.board.topology();
+    json(StatusCode::OK, &topology.pools.iter().map(|p| pool_summary(p)).collect::<Vec<_>>())
+}
+
+fn show_pool(ctx: &AdminContext, name: &str) -> Reply {
+    match ctx.board.topology().pool(name) {
+        Some((_, pool)) => json(StatusCode::OK, &pool_detail(pool)),
+        None => error(StatusCode::NOT_FOUND, StateError::UnknownPool(name.to_owned()).to_string()),
+    }
+}
+
+async fn change_state(ctx: &AdminContext, pool: &str, server: &str, req: Request<Incoming>) -> Reply {
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read request body: {e}")),
+    };
+    let change: StateChange = match serde_json::from_slice(&body) {
+        Ok(change) => change,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+    };
+    let state = match change.state.parse::<ServerState>() {
+        Ok(state) => state,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let command = if change.pin { Command::Pin(state) } else { Command::Set(state) };
+    apply(ctx, pool, server, command)
+}
+
+fn apply(ctx: &AdminContext, pool: &str, server: &str, command: Command) -> Reply {
+    if let Err(e) = ctx.board.apply(pool, server, command) {
+        let status = match e {
+            StateError::UnknownPool(_) | StateError::UnknownServer { .. } => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        return error(status, e.to_string());
+    }
+    tracing::info!(pool, server, ?command, "operator changed server state");
+    let topology = ctx.board.topology();
+    match topology.pool(pool).and_then(|(_, p)| p.server(server)) {
+        Some(found) => json(StatusCode::OK, &server_status(found)),
+        None => error(StatusCode::NOT_FOUND, format!("server {pool}/{server} is gone")),
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+    match serde_json::to_vec_pretty(value) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            let mut reply = Response::new(Full::new(Bytes::from(bytes)));
+            *reply.status_mut() = status;
+            reply.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            reply
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "response could not be encoded".into()),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Reply {
+    let body = serde_json::to_vec(&ErrorBody { error: message }).unwrap_or_default();
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret-token-12", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret-token-124", b"secret-token-123"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,38 @@
+//! Errors that stop a node from starting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind {
+        /// `listener NAME` or `admin API`.
+        what: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// A TLS certificate or key file could not be read or used.
+    #[error("TLS setup for listener {listener} failed: {path}: {reason}")]
+    Tls {
+        /// The listener.
+        listener: String,
+        /// The file at fault (or the certificate when the pair does not match).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A listener names a pool that does not exist (a validated config never does).
+    #[error("listener {listener} refers to unknown pool {pool}")]
+    UnknownPool {
+        /// The listener.
+        listener: String,
+        /// The missing pool.
+        pool: String,
+    },
+}

@@ -1,0 +1,77 @@
+//! The HTTP side of the node: serves client connections (HTTP/1.1, h2c with prior
+//! knowledge, and either over TLS with ALPN) and forwards each request to a pool.
+
+pub mod body;
+pub mod headers;
+pub mod key;
+pub mod local;
+mod proxy;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::StateBoard;
+
+/// How long a client may take to send a complete request head (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 streams a client may have open at once on one connection.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Everything a listener's connections share.
+#[derive(Debug)]
+pub struct HttpContext {
+    /// The listener's index in the config (selects its pool in the topology).
+    pub listener: usize,
+    /// Topology and state.
+    pub board: Arc<StateBoard>,
+    /// `"https"` on TLS listeners, else `"http"`.
+    pub proto: &'static str,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl HttpContext {
+    /// A context for listener `listener`.
+    pub fn new(listener: usize, board: Arc<StateBoard>, tls: bool) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        Self { listener, board, proto: if tls { "https" } else { "http" }, builder }
+    }
+}
+
+/// Serves one client connection until it closes; on `shutdown` it finishes the requests
+/// in flight and then closes (HTTP/2: GOAWAY; HTTP/1.1: no further keep-alive).
+pub async fn serve_connection<I>(
+    io: I,
+    client: SocketAddr,
+    ctx: Arc<HttpContext>,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |req| {
+        let ctx = service_ctx.clone();
+        async move { Ok::<_, Infallible>(proxy::forward(&ctx, client, req).await) }
+    });
+    let conn = ctx.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%client, %error, "client connection ended with an error");
+    }
+}

@@ -1,0 +1,116 @@
+//! Listening sockets and their accept loops.
+//!
+//! All sockets are bound before the node reports itself started, so a port conflict
+//! fails the start instead of surfacing later. Accept loops stop on shutdown; the
+//! connections they started are tracked so shutdown can wait for them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bunsan_config::{ListenerConfig, Protocol};
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::NodeError;
+use crate::http::{serve_connection, HttpContext};
+use crate::state::StateBoard;
+
+/// Backlog of not-yet-accepted connections per listening socket.
+const BACKLOG: i32 = 4096;
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after an accept error that is not about one connection (e.g. out of file
+/// descriptors), so the loop does not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
+
+/// A bound listener, ready to accept.
+pub struct Bound {
+    /// Its index in the config.
+    pub index: usize,
+    /// Its name.
+    pub name: String,
+    /// The address actually bound (port 0 resolved).
+    pub addr: SocketAddr,
+    protocol: Protocol,
+    socket: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+/// Binds listener `index` of the config and loads its TLS files.
+pub fn bind_listener(index: usize, config: &ListenerConfig) -> Result<Bound, NodeError> {
+    let tls = config.tls.as_ref().map(|files| crate::tls::acceptor(&config.name, files)).transpose()?;
+    let socket = bind(config.listen, &format!("listener {}", config.name))?;
+    let addr = socket.local_addr().map_err(|source| NodeError::Bind {
+        what: format!("listener {}", config.name),
+        addr: config.listen,
+        source,
+    })?;
+    Ok(Bound { index, name: config.name.clone(), addr, protocol: config.protocol, socket, tls })
+}
+
+/// Binds a TCP listening socket with `SO_REUSEADDR`, so a restarted node can bind
+/// while old connections linger in TIME_WAIT.
+pub fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, NodeError> {
+    let fail = |source| NodeError::Bind { what: what.to_owned(), addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(BACKLOG).map_err(fail)?;
+    TcpListener::from_std(socket.into()).map_err(fail)
+}
+
+/// Accepts connections until `shutdown`, handing each to its protocol's handler.
+pub async fn accept_loop(
+    bound: Bound,
+    board: Arc<StateBoard>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let http = Arc::new(HttpContext::new(bound.index, board.clone(), bound.tls.is_some()));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = bound.socket.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(listener = %bound.name, %error, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        // Latency matters more than packet count for a proxy; a failure here is harmless.
+        let _ = stream.set_nodelay(true);
+        match bound.protocol {
+            Protocol::Tcp => tracker.spawn(crate::tcp::relay(stream, peer, bound.index, board.clone())),
+            Protocol::Http => {
+                tracker.spawn(serve_http(stream, peer, bound.tls.clone(), http.clone(), shutdown.clone()))
+            }
+        };
+    }
+    tracing::debug!(listener = %bound.name, "stopped accepting");
+}
+
+/// Serves one HTTP client connection, after the TLS handshake when the listener has TLS.
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<HttpContext>,
+    shutdown: CancellationToken,
+) {
+    let Some(acceptor) = tls else {
+        return serve_connection(stream, peer, ctx, shutdown).await;
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, ctx, shutdown).await,
+        Ok(Err(error)) => tracing::debug!(client = %peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+    }
+}

@@ -1,0 +1,212 @@
+//! Prometheus metrics, read from the live atomics at scrape time.
+//!
+//! The request path only increments atomics; nothing here takes a lock a request would
+//! wait on. On each scrape the collector walks the current topology and encodes the
+//! counters through `prometheus-client`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::server::Server;
+use crate::state::StateBoard;
+use crate::topology::Pool;
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// A fixed-bucket histogram of atomics (prometheus-client's own takes a lock per observation).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation, in seconds.
+    pub fn observe(&self, secs: f64) {
+        if let Some(i) = BUCKETS.iter().position(|&bound| secs <= bound) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+    }
+
+    /// Cumulative `(upper bound, count)` pairs, the sum in seconds, and the count.
+    fn snapshot(&self) -> (Vec<(f64, u64)>, f64, u64) {
+        let mut cumulative = 0;
+        let mut buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, n)| {
+                cumulative += n.load(Relaxed);
+                (bound, cumulative)
+            })
+            .collect();
+        let count = self.count.load(Relaxed);
+        buckets.push((f64::INFINITY, count));
+        (buckets, self.sum_micros.load(Relaxed) as f64 / 1e6, count)
+    }
+}
+
+/// A registry whose only collector reads the node's topology.
+pub fn registry(board: Arc<StateBoard>) -> Registry {
+    let mut registry = Registry::with_prefix("bunsan");
+    registry.register_collector(Box::new(NodeCollector { board }));
+    registry
+}
+
+/// Renders the registry in the Prometheus/OpenMetrics text format.
+pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    Ok(text)
+}
+
+#[derive(Debug)]
+struct NodeCollector {
+    board: Arc<StateBoard>,
+}
+
+type Labels<'a> = [(&'static str, &'a str)];
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let topology = self.board.topology();
+        encode_server_counters(&mut encoder, &topology.pools)?;
+        encode_server_gauges(&mut encoder, &topology.pools)?;
+        encode_latency(&mut encoder, &topology.pools)?;
+        encode_pool_counters(&mut encoder, &topology.pools)
+    }
+}
+
+/// One server counter family: name, help, and how to read it.
+type ServerCounter = (&'static str, &'static str, fn(&Server) -> &AtomicU64);
+
+const SERVER_COUNTERS: [ServerCounter; 7] = [
+    ("upstream_connect_errors", "Failed connection attempts to a server.", |s| &s.counters.connect_errors),
+    ("upstream_connections_opened", "Connections opened to a server.", |s| &s.counters.connections_opened),
+    ("upstream_connections_reused", "Requests sent over a pooled connection.", |s| {
+        &s.counters.connections_reused
+    }),
+    ("upstream_errors", "Requests that failed after reaching a server.", |s| &s.counters.upstream_errors),
+    ("upstream_timeouts", "Responses that did not arrive within response_timeout.", |s| &s.counters.timeouts),
+    ("tcp_bytes_to_server", "Bytes relayed from clients to a server (TCP listeners).", |s| {
+        &s.counters.bytes_to_server
+    }),
+    ("tcp_bytes_to_client", "Bytes relayed from a server to clients (TCP listeners).", |s| {
+        &s.counters.bytes_to_client
+    }),
+];
+
+fn encode_server_counters(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {
+    let help = "Requests (HTTP) answered by a server, by status class.";
+    let mut family = encoder.encode_descriptor("requests", help, None, MetricType::Counter)?;
+    for (pool, server) in servers(pools) {
+        for (class, n) in CLASSES.iter().zip(&server.counters.responses_by_class) {
+            let labels: &Labels = &[("pool", &pool.name), ("server", &server.name), ("class", class)];
+            ConstCounter::new(n.load(Relaxed)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    for (name, help, read) in SERVER_COUNTERS {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (pool, server) in servers(pools) {
+            let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
+            ConstCounter::new(read(server).load(Relaxed)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_server_gauges(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {
+    let help = "Requests (HTTP) or connections (TCP) in flight on a server.";
+    let mut family = encoder.encode_descriptor("in_flight", help, None, MetricType::Gauge)?;
+    for (pool, server) in servers(pools) {
+        let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
+        ConstGauge::new(server.counters.in_flight.load(Relaxed) as i64)
+            .encode(family.encode_family(&labels)?)?;
+    }
+    let help = "1 for a server's effective state, 0 for the others.";
+    let mut family = encoder.encode_descriptor("server_state", help, None, MetricType::Gauge)?;
+    for (pool, server) in servers(pools) {
+        for state in bunsan_core::ServerState::ALL {
+            let labels: &Labels =
+                &[("pool", &pool.name), ("server", &server.name), ("state", state.as_str())];
+            let value = i64::from(server.state() == state);
+            ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let help = "Idle keep-alive connections pooled for a server.";
+    let mut family = encoder.encode_descriptor("upstream_idle_connections", help, None, MetricType::Gauge)?;
+    for (pool, server) in servers(pools) {
+        let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
+        ConstGauge::new(server.idle.len() as i64).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn encode_latency(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {
+    let help = "Time from sending a request to receiving the response head.";
+    let mut family = encoder.encode_descriptor("response_head_seconds", help, None, MetricType::Histogram)?;
+    for (pool, server) in servers(pools) {
+        let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
+        let (buckets, sum, count) = server.counters.latency.snapshot();
+        family
+            .encode_family(&labels)?
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
+
+fn encode_pool_counters(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {
+    let help = "Responses the node answered itself, by status code.";
+    let mut family = encoder.encode_descriptor("local_responses", help, None, MetricType::Counter)?;
+    for pool in pools {
+        let c = &pool.counters;
+        let codes = [
+            ("400", &c.bad_requests),
+            ("502", &c.upstream_failed),
+            ("503", &c.no_server),
+            ("504", &c.timeouts),
+        ];
+        for (code, n) in codes {
+            let labels: &Labels = &[("pool", &pool.name), ("code", code)];
+            ConstCounter::new(n.load(Relaxed)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn servers(pools: &[Arc<Pool>]) -> impl Iterator<Item = (&Pool, &Server)> {
+    pools.iter().flat_map(|pool| pool.servers.iter().map(move |server| (pool.as_ref(), server.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_with_an_infinite_bucket() {
+        let h = LatencyHistogram::default();
+        h.observe(0.0004);
+        h.observe(0.003);
+        h.observe(100.0);
+        let (buckets, sum, count) = h.snapshot();
+        assert_eq!(count, 3);
+        assert_eq!(buckets[0], (0.0005, 1));
+        assert_eq!(buckets[3], (0.005, 2));
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 3)));
+        assert!((sum - 100.0034).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,147 @@
+//! A running node: its listeners, admin API and background tasks, and their shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bunsan_config::Config;
+use bunsan_proto::admin::PoolDetail;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminContext};
+use crate::error::NodeError;
+use crate::listener::{accept_loop, bind, bind_listener};
+use crate::state::StateBoard;
+use crate::topology::Topology;
+
+/// How often idle upstream connections past their timeout are closed.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A started node. Dropping it does not stop it; call [`Node::shutdown`].
+#[derive(Debug)]
+pub struct Node {
+    board: Arc<StateBoard>,
+    listeners: Vec<(String, SocketAddr)>,
+    admin: Option<SocketAddr>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection finished within the deadline.
+    Completely,
+    /// The deadline passed with this many connections still open (they are dropped).
+    Abandoned(usize),
+}
+
+impl Node {
+    /// Binds every listener and the admin API, then starts serving. Must run inside a
+    /// tokio runtime. Fails without serving anything if any socket or TLS file fails.
+    pub async fn start(config: &Config) -> Result<Self, NodeError> {
+        let board = Arc::new(StateBoard::new(Topology::from_config(config)?));
+        let bound = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| bind_listener(i, l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let admin = match &config.admin {
+            Some(admin) => {
+                let (socket, addr) = bind_admin(admin.listen)?;
+                Some((socket, addr, admin.token.clone()))
+            }
+            None => None,
+        };
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let listeners = bound.iter().map(|b| (b.name.clone(), b.addr)).collect();
+        for b in bound {
+            tracing::info!(listener = %b.name, addr = %b.addr, "listening");
+            tokio::spawn(accept_loop(b, board.clone(), tracker.clone(), shutdown.clone()));
+        }
+        let admin_addr = admin.map(|(socket, addr, token)| {
+            start_admin(socket, token, &board, &tracker, &shutdown);
+            addr
+        });
+        tokio::spawn(reap_idle(board.clone(), shutdown.clone()));
+        Ok(Self { board, listeners, admin: admin_addr, tracker, shutdown })
+    }
+
+    /// The bound address of each listener, by name (port 0 resolved).
+    pub fn listener_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// The admin API's bound address, if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Every pool with its servers' live status, as the admin API shows them.
+    pub fn pools(&self) -> Vec<PoolDetail> {
+        self.board.topology().pools.iter().map(|p| admin::view::pool_detail(p)).collect()
+    }
+
+    /// Stops accepting at once, lets connections finish their in-flight work for up to
+    /// `deadline`, and reports whether they all did.
+    pub async fn shutdown(self, deadline: Duration) -> Drained {
+        self.shutdown.cancel();
+        self.tracker.close();
+        match tokio::time::timeout(deadline, self.tracker.wait()).await {
+            Ok(()) => Drained::Completely,
+            Err(_) => Drained::Abandoned(self.tracker.len()),
+        }
+    }
+}
+
+/// Binds the admin API's socket and learns its actual address.
+fn bind_admin(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), NodeError> {
+    let socket = bind(addr, "admin API")?;
+    let bound =
+        socket.local_addr().map_err(|source| NodeError::Bind { what: "admin API".into(), addr, source })?;
+    tracing::info!(addr = %bound, "admin API listening");
+    Ok((socket, bound))
+}
+
+fn start_admin(
+    socket: tokio::net::TcpListener,
+    token: Option<bunsan_config::Secret>,
+    board: &Arc<StateBoard>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let registry = crate::metrics::registry(board.clone());
+    let ctx = Arc::new(AdminContext { board: board.clone(), registry, token });
+    tokio::spawn(admin::serve(socket, ctx, tracker.clone(), shutdown.clone()));
+}
+
+/// Closes pooled upstream connections that have been idle too long.
+async fn reap_idle(board: Arc<StateBoard>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for pool in &board.topology().pools {
+            for server in &pool.servers {
+                server.idle.reap();
+            }
+        }
+    }
+}
+
+/// Checks what a config needs beyond its own validation (certificate and key files load
+/// and match) without binding anything; `bunsan check` runs it.
+pub fn preflight(config: &Config) -> Result<(), NodeError> {
+    Topology::from_config(config)?;
+    for listener in &config.listeners {
+        if let Some(files) = &listener.tls {
+            crate::tls::acceptor(&listener.name, files)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The node's topology: pools, their servers and built balancers, as one immutable
+//! snapshot swapped atomically.
+//!
+//! A snapshot is cheap to replace: servers are shared (`Arc`) between snapshots, so a
+//! state change only rebuilds the affected pool's selector, and counters and pooled
+//! connections carry over.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bunsan_config::{Config, HashKey, PoolConfig};
+use bunsan_core::{Algorithm, PickContext, Selector};
+
+use crate::error::NodeError;
+use crate::server::Server;
+use crate::upstream::IdlePool;
+
+/// Everything the request path reads, as of one moment.
+#[derive(Debug)]
+pub struct Topology {
+    /// Pools in config order.
+    pub pools: Vec<Arc<Pool>>,
+    /// For each listener (config order), the index of its pool in `pools`.
+    pub listener_pool: Vec<usize>,
+}
+
+impl Topology {
+    /// Builds the first snapshot from a validated config.
+    pub fn from_config(config: &Config) -> Result<Self, NodeError> {
+        let pools: Vec<Arc<Pool>> = config.pools.iter().map(|p| Arc::new(Pool::from_config(p))).collect();
+        let listener_pool = config
+            .listeners
+            .iter()
+            .map(|l| {
+                pools
+                    .iter()
+                    .position(|p| p.name == l.pool)
+                    .ok_or_else(|| NodeError::UnknownPool { listener: l.name.clone(), pool: l.pool.clone() })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { pools, listener_pool })
+    }
+
+    /// The pool that listener `index` feeds.
+    pub fn pool_for_listener(&self, index: usize) -> Option<&Arc<Pool>> {
+        self.listener_pool.get(index).and_then(|&p| self.pools.get(p))
+    }
+
+    /// The pool called `name`, with its index.
+    pub fn pool(&self, name: &str) -> Option<(usize, &Arc<Pool>)> {
+        self.pools.iter().enumerate().find(|(_, p)| p.name == name)
+    }
+
+    /// A copy of this snapshot with pool `index` replaced.
+    pub fn with_pool(&self, index: usize, pool: Pool) -> Self {
+        let mut pools = self.pools.clone();
+        if let Some(slot) = pools.get_mut(index) {
+            *slot = Arc::new(pool);
+        }
+        Self { pools, listener_pool: self.listener_pool.clone() }
+    }
+}
+
+/// Per-pool settings the request path needs.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The balancing algorithm.
+    pub algorithm: Algorithm,
+    /// Where Maglev takes its key from.
+    pub hash_key: Option<HashKey>,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Time from the request being sent to the response head.
+    pub response_timeout: Duration,
+}
+
+/// Seed 001's representative name: servers doing the same job, and the selector that
+/// chooses among them.
+#[derive(Debug)]
+pub struct Pool {
+    /// The pool's name.
+    pub name: String,
+    /// Its settings.
+    pub settings: PoolSettings,
+    /// Its servers, in config order (selector indices refer to this order).
+    pub servers: Vec<Arc<Server>>,
+    /// The balancer, built over `servers` as they were when this snapshot was made.
+    pub selector: Selector,
+    /// Counters that belong to the pool rather than one server.
+    pub counters: Arc<PoolCounters>,
+}
+
+/// Responses the node answered itself for a pool, by status.
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    /// `503`: no server available.
+    pub no_server: AtomicU64,
+    /// `502`: every server tried failed.
+    pub upstream_failed: AtomicU64,
+    /// `504`: the response did not come in time.
+    pub timeouts: AtomicU64,
+    /// `400`: a request the node refused to forward.
+    pub bad_requests: AtomicU64,
+}
+
+impl Pool {
+    fn from_config(config: &PoolConfig) -> Self {
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| Arc::new(Server::new(s, IdlePool::new(config.max_idle_per_server, config.idle_timeout))))
+            .collect();
+        let settings = PoolSettings {
+            algorithm: config.algorithm,
+            hash_key: config.hash_key.clone(),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+        };
+        Self::assemble(config.name.clone(), settings, servers, Arc::default())
+    }
+
+    fn assemble(
+        name: String,
+        settings: PoolSettings,
+        servers: Vec<Arc<Server>>,
+        counters: Arc<PoolCounters>,
+    ) -> Self {
+        let selector = Selector::build(settings.algorithm, &servers);
+        Self { name, settings, servers, selector, counters }
+    }
+
+    /// The same pool with its selector rebuilt over the servers' current states.
+    pub fn rebuilt(&self) -> Self {
+        Self::assemble(self.name.clone(), self.settings.clone(), self.servers.clone(), self.counters.clone())
+    }
+
+    /// The server called `name`.
+    pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// Picks a server for new work, never one in `tried`.
+    pub fn pick(&self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
+        let mut rng = fastrand::Rng::new();
+        let mut ctx = PickContext::new(&mut rng).with_key(key).excluding(tried);
+        self.selector.pick(&self.servers, &mut ctx)
+    }
+}
