@@ -1,0 +1,153 @@
+//! `bunsan ctl`: the command-line client of a node's admin API.
+
+mod client;
+mod table;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use http::Method;
+
+use bunsan_proto::admin::{PoolDetail, PoolSummary, ServerStatus, StateChange};
+use client::AdminClient;
+
+/// Arguments of `bunsan ctl`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The node's admin API.
+    #[arg(long, env = "BUNSAN_ADMIN", default_value = "http://127.0.0.1:9900")]
+    admin: String,
+    /// The admin API's bearer token, if it has one.
+    #[arg(long, env = "BUNSAN_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CtlCommand {
+    /// List pools.
+    Pools,
+    /// Show one pool's servers with their live load.
+    Pool {
+        /// The pool's name.
+        name: String,
+    },
+    /// Set a server's state: `bunsan ctl server app/host1 maint --pin`.
+    Server {
+        /// `POOL/SERVER`.
+        target: String,
+        /// `ready`, `drain` or `maint`.
+        state: String,
+        /// Hold the state until `bunsan ctl unpin` (health checks cannot change it).
+        #[arg(long)]
+        pin: bool,
+    },
+    /// Release a server's pin.
+    Unpin {
+        /// `POOL/SERVER`.
+        target: String,
+    },
+}
+
+/// Runs one ctl command.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&args.admin, args.token.clone())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let output = runtime.block_on(execute(&client, &args))?;
+    print!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn execute(client: &AdminClient, args: &Args) -> anyhow::Result<String> {
+    match &args.command {
+        CtlCommand::Pools => {
+            let body = client.call(Method::GET, "/v1/pools", None).await?;
+            render(args.json, &body, |pools: Vec<PoolSummary>| pools_table(&pools))
+        }
+        CtlCommand::Pool { name } => {
+            let body = client.call(Method::GET, &format!("/v1/pools/{name}"), None).await?;
+            render(args.json, &body, |pool: PoolDetail| servers_table(&pool.servers))
+        }
+        CtlCommand::Server { target, state, pin } => {
+            let (pool, server) = split_target(target)?;
+            let change = serde_json::to_string(&StateChange { state: state.clone(), pin: *pin })?;
+            let path = format!("/v1/pools/{pool}/servers/{server}");
+            let body = client.call(Method::PUT, &path, Some(change)).await?;
+            render(args.json, &body, |s: ServerStatus| describe(pool, &s))
+        }
+        CtlCommand::Unpin { target } => {
+            let (pool, server) = split_target(target)?;
+            let path = format!("/v1/pools/{pool}/servers/{server}/pin");
+            let body = client.call(Method::DELETE, &path, None).await?;
+            render(args.json, &body, |s: ServerStatus| describe(pool, &s))
+        }
+    }
+}
+
+/// Either the raw JSON, or the parsed value rendered for people.
+fn render<T: serde::de::DeserializeOwned>(
+    json: bool,
+    body: &[u8],
+    human: impl FnOnce(T) -> String,
+) -> anyhow::Result<String> {
+    if json {
+        return Ok(String::from_utf8_lossy(body).into_owned());
+    }
+    let value = serde_json::from_slice(body).context("the admin API answered something unexpected")?;
+    Ok(human(value))
+}
+
+fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
+    match target.split_once('/') {
+        Some((pool, server)) if !pool.is_empty() && !server.is_empty() => Ok((pool, server)),
+        _ => bail!("expected POOL/SERVER, like app/host1, got {target:?}"),
+    }
+}
+
+fn describe(pool: &str, s: &ServerStatus) -> String {
+    let pin = if s.pinned { " (pinned)" } else { "" };
+    format!("{pool}/{}: {}{pin}\n", s.name, s.state)
+}
+
+fn pools_table(pools: &[PoolSummary]) -> String {
+    let rows: Vec<Vec<String>> = pools
+        .iter()
+        .map(|p| {
+            let (servers, ready) = (p.servers.to_string(), p.ready.to_string());
+            vec![
+                p.name.clone(),
+                p.algorithm.clone(),
+                servers,
+                ready,
+                p.in_flight.to_string(),
+                p.requests_total.to_string(),
+            ]
+        })
+        .collect();
+    table::render(&["POOL", "ALGORITHM", "SERVERS", "READY", "IN-FLIGHT", "REQUESTS"], &rows)
+}
+
+fn servers_table(servers: &[ServerStatus]) -> String {
+    let rows: Vec<Vec<String>> = servers.iter().map(server_row).collect();
+    let header =
+        ["SERVER", "ADDR", "STATE", "PINNED", "CAPACITY", "LOAD", "RELATIVE", "IN-FLIGHT", "REQUESTS"];
+    table::render(&header, &rows)
+}
+
+fn server_row(s: &ServerStatus) -> Vec<String> {
+    vec![
+        s.name.clone(),
+        s.addr.clone(),
+        s.state.clone(),
+        if s.pinned { "yes" } else { "-" }.to_owned(),
+        s.capacity.to_string(),
+        format!("{}", s.load),
+        format!("{:.2}", s.relative_load),
+        s.in_flight.to_string(),
+        s.requests_total.to_string(),
+    ]
+}

@@ -1,0 +1,51 @@
+//! End-to-end tests: the real `bunsan` binary against real backends on loopback.
+
+mod admin;
+mod balancing;
+mod config;
+mod demo;
+mod errors;
+mod protocols;
+mod shutdown;
+mod tcp;
+
+use std::path::Path;
+use std::process::Output;
+
+use bunsan_testkit::Backend;
+
+/// The binary under test.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bunsan"))
+}
+
+/// Runs `bunsan ARGS…` to completion.
+pub async fn run(args: &[&str]) -> Output {
+    tokio::process::Command::new(bin()).args(args).output().await.expect("bunsan runs")
+}
+
+/// Starts backends with these names.
+pub async fn backends(names: &[&str]) -> Vec<Backend> {
+    let mut started = Vec::new();
+    for name in names {
+        started.push(Backend::start(name).await);
+    }
+    started
+}
+
+/// A node config: an admin API, one HTTP listener `web` on pool `app`, and the given
+/// `(backend, capacity)` servers; `pool_extra` goes into the `[[pool]]` table.
+pub fn http_config(servers: &[(&Backend, u32)], pool_extra: &str) -> String {
+    let mut text = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\npool = \"app\"\n\n\
+         [[pool]]\nname = \"app\"\n{pool_extra}\n"
+    );
+    for (backend, capacity) in servers {
+        text.push_str(&format!(
+            "[[pool.server]]\nname = \"{}\"\naddr = \"{}\"\ncapacity = {capacity}\n\n",
+            backend.name, backend.addr
+        ));
+    }
+    text
+}
