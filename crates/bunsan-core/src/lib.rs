@@ -1,4 +1,5 @@
-//! bunsan's pure domain: server states, capacity and load, the balancers, and key hashing.
+//! bunsan's pure domain: server states, capacity and load, the balancers, key hashing, and
+//! signed session tokens for affinity.
 //!
 //! Nothing here does I/O or knows about tokio. The node (and later the local proxy)
 //! describe their servers through [`Candidate`] and ask a [`Selector`] for one:
@@ -27,7 +28,11 @@
 
 pub mod balance;
 pub mod hash;
+pub mod session;
 pub mod state;
 
 pub use balance::{Algorithm, Candidate, PickContext, Selector, UnknownAlgorithm};
+pub use session::{
+    KeyError, ParseSessionIdError, ServerTag, SessionId, SessionKey, Token, TokenError, SESSION_ID_LEN,
+};
 pub use state::{ServerState, UnknownState};
