@@ -5,6 +5,7 @@
 //! keep going after a failure (every field of a table, every table of an array) so that one
 //! run shows everything that is wrong.
 
+mod affinity;
 mod ctx;
 mod listener;
 mod node;
@@ -48,6 +49,7 @@ fn decode_root(ctx: &mut Ctx<'_>, table: &DeTable<'_>) -> Option<Config> {
     let mut root = Reader::new(table, 0..0, String::new());
     let mut listens = Vec::new();
     let node = root.get_or(ctx, "node", NodeSettings::default(), node::decode_node);
+    let node = node.map(|n| node::anchor_key_file(n, ctx.base_dir()));
     let admin = root.get(ctx, "admin", |ctx, field| node::decode_admin(ctx, field, &mut listens));
     let listener_field = root.optional("listener");
     // Pools are decoded first so listeners can check the pool they name.

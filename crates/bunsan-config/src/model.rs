@@ -38,11 +38,44 @@ pub struct NodeSettings {
     /// `shutdown_timeout`: how long in-flight work may take to finish after SIGTERM/SIGINT.
     /// Default 30 s.
     pub shutdown_timeout: Duration,
+    /// Where the secret that signs session identifiers comes from: `session_key` (inline)
+    /// or `session_key_file` (default `session.key` beside the config file, created with
+    /// a random key on first start). Nodes sharing the key honour each other's identifiers.
+    pub session_key: SessionKeySource,
+    /// `max_sessions`: sessions (and remembered ended ones) a node keeps, over all pools.
+    /// Default 1,000,000.
+    pub max_sessions: usize,
 }
 
 impl Default for NodeSettings {
     fn default() -> Self {
-        Self { workers: None, shutdown_timeout: Duration::from_secs(30) }
+        Self {
+            workers: None,
+            shutdown_timeout: Duration::from_secs(30),
+            session_key: SessionKeySource::File(PathBuf::from(DEFAULT_SESSION_KEY_FILE)),
+            max_sessions: 1_000_000,
+        }
+    }
+}
+
+/// The default `session_key_file`, relative to the config file's directory.
+pub const DEFAULT_SESSION_KEY_FILE: &str = "session.key";
+
+/// Where the session-signing secret comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SessionKeySource {
+    /// `session_key = "…"` (at least 32 characters).
+    Inline(Secret),
+    /// `session_key_file = "…"`: read it, or create it with a random key if it is absent.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for SessionKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("Inline(***)"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
     }
 }
 
@@ -154,6 +187,9 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// `max_idle_per_server`: idle upstream connections kept per server. Default 256.
     pub max_idle_per_server: usize,
+    /// `affinity = { mode, name, idle_timeout, max_lifetime }`: seed 000's sessions;
+    /// `None` for `mode = "none"` or no `affinity` key.
+    pub affinity: Option<AffinityConfig>,
     /// `[[pool.server]]` entries, in file order.
     pub servers: Vec<ServerConfig>,
 }
@@ -172,4 +208,42 @@ pub struct ServerConfig {
     pub capacity: u32,
     /// `state`: the state the server starts in, `ready` (default), `drain` or `maint`.
     pub state: ServerState,
+}
+
+/// How a pool keeps a client's requests on one server (seed 000).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffinityConfig {
+    /// `mode`: where the session identifier travels.
+    pub mode: AffinityMode,
+    /// `name`: the cookie (`bunsan_session` by default) or header (`x-bunsan-session`,
+    /// stored lowercase) carrying the identifier; unused for `client-ip`.
+    pub name: String,
+    /// `idle_timeout`: a session ends this long after its last client connection closed.
+    /// Default 30 min.
+    pub idle_timeout: Duration,
+    /// `max_lifetime`: a session ends this long after it was issued, however active.
+    /// Default 24 h.
+    pub max_lifetime: Duration,
+}
+
+/// Where a session identifier travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AffinityMode {
+    /// A signed identifier in a cookie (`Set-Cookie` on the first response).
+    Cookie,
+    /// A signed identifier in a request/response header.
+    Header,
+    /// The client's IP address is the session (the mode for TCP listeners).
+    ClientIp,
+}
+
+impl AffinityMode {
+    /// The name used in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cookie => "cookie",
+            Self::Header => "header",
+            Self::ClientIp => "client-ip",
+        }
+    }
 }

@@ -57,7 +57,7 @@ fn display_names_the_file_and_puts_one_error_per_line() {
     let text = errors("[[pool]]\nname = 5\nbogus = 1\n").to_string();
     let expected = [
         "t.toml:2:8: pool[0].name: expected string, found integer",
-        "t.toml:3:1: pool[0].bogus: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, server)",
+        "t.toml:3:1: pool[0].bogus: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, server)",
         "t.toml:1:1: a node needs at least one [[listener]]",
     ];
     assert_eq!(text, expected.join("\n"));
@@ -69,13 +69,18 @@ fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
         "{BASE}timeout = \"5s\"\n[[pool.server]]\nname = \"h1\"\naddr = \"127.0.0.1:1\"\nweight = 2\n[nod]\nworkers = 2\n[admin]\nlisten = \"127.0.0.1:9\"\ntokn = \"x\"\n"
     );
     check(&source, &[
-        "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, server)",
+        "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, server)",
         "12:1: pool[app].server[h1].weight: unknown key (valid here: name, addr, capacity, state)",
         "13:2: nod: unknown key (valid here: node, admin, listener, pool)",
         "17:1: admin.tokn: unknown key (valid here: listen, token)",
     ]);
     let error = only("[node]\nworker = 2\n[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\npool = \"p\"\n[[pool]]\nname = \"p\"\n");
-    assert_eq!(error.kind, ErrorKind::UnknownKey { valid: "workers, shutdown_timeout".into() });
+    assert_eq!(
+        error.kind,
+        ErrorKind::UnknownKey {
+            valid: "workers, shutdown_timeout, session_key, session_key_file, max_sessions".into()
+        }
+    );
     assert_eq!((error.line, error.column, error.key.as_str()), (2, 1, "node.worker"));
 }
 
@@ -547,8 +552,48 @@ hash_key = "cookie:sid"
 "#;
     check(
         source,
-        &["5:8: listener[raw].pool: pool \"users\" hashes on an HTTP request attribute; a tcp listener has only the client address (use hash_key = \"client-ip\" or a separate pool)"],
+        &["5:8: listener[raw].pool: pool \"users\" reads its hash key or session identifier from HTTP requests; a tcp listener has only the client address (use \"client-ip\" or a separate pool)"],
     );
     let by_ip = source.replace("cookie:sid", "client-ip");
     assert!(bunsan_config::parse(&by_ip, Path::new("t.toml")).is_ok());
+}
+
+#[test]
+fn affinity_mistakes_are_named() {
+    let source = format!(
+        "{BASE}affinity = {{ mode = \"sticky\" }}\n[[pool]]\nname = \"b\"\n\
+         affinity = {{ mode = \"client-ip\", name = \"x\", idle_timeout = \"0s\" }}\n\
+         [[pool]]\nname = \"c\"\naffinity = {{ mode = \"cookie\", name = \"a b\", ttl = \"1h\" }}\n"
+    );
+    check(
+        &source,
+        &[
+            "8:21: pool[app].affinity.mode: unknown affinity mode \"sticky\" (valid: cookie, header, client-ip, none)",
+            "11:41: pool[b].affinity.name: name is not used with mode = \"client-ip\"",
+            "11:61: pool[b].affinity.idle_timeout: must be more than zero",
+            "14:38: pool[c].affinity.name: invalid cookie name \"a b\": use letters, digits and !#$%&'*+-.^_`|~",
+            "14:45: pool[c].affinity.ttl: unknown key (valid here: mode, name, idle_timeout, max_lifetime)",
+        ],
+    );
+}
+
+#[test]
+fn session_key_mistakes_are_named_without_quoting_the_key() {
+    let short = format!("[node]\nsession_key = \"short-secret\"\n{BASE}");
+    check(&short, &["2:15: node.session_key: session_key must be at least 32 characters"]);
+    let key = "k".repeat(32);
+    let both = format!("[node]\nsession_key = \"{key}\"\nsession_key_file = \"k\"\n{BASE}");
+    check(&both, &["1:1: node.session_key: set session_key or session_key_file, not both"]);
+}
+
+#[test]
+fn a_tcp_listener_cannot_feed_a_pool_with_cookie_sessions() {
+    let source =
+        "[[listener]]\nname = \"raw\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"tcp\"\npool = \"app\"\n\
+                  [[pool]]\nname = \"app\"\naffinity = { mode = \"cookie\" }\n";
+    let error = only(source).to_string();
+    assert!(
+        error.starts_with("5:8: listener[raw].pool: pool \"app\" reads its hash key or session identifier"),
+        "{error}"
+    );
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bunsan_config::{
-    AdminConfig, Config, HashKey, ListenerConfig, LoadError, NodeSettings, PoolConfig, Protocol, Secret,
-    ServerConfig, TlsFiles,
+    AdminConfig, AffinityConfig, AffinityMode, Config, HashKey, ListenerConfig, LoadError, NodeSettings,
+    PoolConfig, Protocol, Secret, ServerConfig, SessionKeySource, TlsFiles,
 };
 use bunsan_core::{Algorithm, ServerState};
 
@@ -15,6 +15,8 @@ const FULL: &str = r#"
 [node]
 workers = 4
 shutdown_timeout = "1m30s"
+session_key_file = "keys/session.key"
+max_sessions = 5000
 
 [admin]
 listen = "0.0.0.0:9090"
@@ -53,6 +55,7 @@ connect_timeout = "250ms"
 response_timeout = "30s"
 idle_timeout = "2m"
 max_idle_per_server = 0
+affinity = { mode = "cookie", name = "SID", idle_timeout = "10m", max_lifetime = "12h" }
 
 [[pool.server]]
 name = "host1"
@@ -107,6 +110,7 @@ fn pool(name: &str, algorithm: Algorithm, servers: Vec<ServerConfig>) -> PoolCon
         response_timeout: Duration::from_secs(60),
         idle_timeout: Duration::from_secs(60),
         max_idle_per_server: 256,
+        affinity: None,
         servers,
     }
 }
@@ -131,6 +135,12 @@ fn expected_full(base: &Path) -> Config {
         response_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(120),
         max_idle_per_server: 0,
+        affinity: Some(AffinityConfig {
+            mode: AffinityMode::Cookie,
+            name: "SID".into(),
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(12 * 3600),
+        }),
         ..pool(
             "app",
             Algorithm::Maglev,
@@ -144,7 +154,12 @@ fn expected_full(base: &Path) -> Config {
     let db_servers = vec![server("primary", "10.0.1.1:5432", addr("10.0.1.1:5432"), 1, ServerState::Ready)];
     let db = PoolConfig { max_idle_per_server: 100_000, ..pool("db", Algorithm::RoundRobin, db_servers) };
     Config {
-        node: NodeSettings { workers: Some(4), shutdown_timeout: Duration::from_secs(90) },
+        node: NodeSettings {
+            workers: Some(4),
+            shutdown_timeout: Duration::from_secs(90),
+            session_key: SessionKeySource::File(base.join("keys/session.key")),
+            max_sessions: 5000,
+        },
         admin: Some(AdminConfig {
             listen: addr("0.0.0.0:9090"),
             token: Some(Secret::new("0123456789abcdef-very-secret")),
@@ -205,7 +220,13 @@ fn minimal_config_gets_every_default() {
     let source =
         "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:80\"\npool = \"p\"\n[[pool]]\nname = \"p\"\n";
     let config = bunsan_config::parse(source, Path::new("b.toml")).expect("valid config");
-    assert_eq!(config.node, NodeSettings { workers: None, shutdown_timeout: Duration::from_secs(30) });
+    let node = NodeSettings {
+        workers: None,
+        shutdown_timeout: Duration::from_secs(30),
+        session_key: SessionKeySource::File(PathBuf::from("session.key")),
+        max_sessions: 1_000_000,
+    };
+    assert_eq!(config.node, node);
     assert_eq!(config.admin, None);
     assert_eq!(config.listeners, vec![listener("l", "127.0.0.1:80", Protocol::Http, "p", None)]);
     assert_eq!(config.pools, vec![pool("p", Algorithm::LeastLoad, vec![])]);
@@ -274,4 +295,58 @@ fn load_reports_unreadable_files_and_names_the_file_in_errors() {
         first,
         format!("{}:1:1: bogus: unknown key (valid here: node, admin, listener, pool)", bad.display())
     );
+}
+
+#[test]
+fn affinity_modes_defaults_and_inline_session_keys() {
+    let source = r#"
+[node]
+session_key = "0123456789abcdef0123456789abcdef"
+
+[[listener]]
+name = "web"
+listen = "127.0.0.1:0"
+pool = "a"
+
+[[listener]]
+name = "raw"
+listen = "127.0.0.1:0"
+protocol = "tcp"
+pool = "c"
+
+[[pool]]
+name = "a"
+affinity = { mode = "cookie" }
+
+[[pool]]
+name = "b"
+affinity = { mode = "header", name = "X-Session" }
+
+[[pool]]
+name = "c"
+affinity = { mode = "client-ip", idle_timeout = "2s" }
+
+[[pool]]
+name = "d"
+affinity = { mode = "none" }
+"#;
+    let config = bunsan_config::parse(source, Path::new("/etc/b.toml")).expect("valid config");
+    assert_eq!(
+        config.node.session_key,
+        SessionKeySource::Inline(Secret::new("0123456789abcdef0123456789abcdef"))
+    );
+    let affinity = |i: usize| config.pools[i].affinity.clone();
+    let thirty_minutes = Duration::from_secs(1800);
+    let day = Duration::from_secs(86_400);
+    let expect = |mode, name: &str, idle| AffinityConfig {
+        mode,
+        name: name.into(),
+        idle_timeout: idle,
+        max_lifetime: day,
+    };
+    assert_eq!(affinity(0), Some(expect(AffinityMode::Cookie, "bunsan_session", thirty_minutes)));
+    assert_eq!(affinity(1), Some(expect(AffinityMode::Header, "x-session", thirty_minutes)));
+    assert_eq!(affinity(2), Some(expect(AffinityMode::ClientIp, "", Duration::from_secs(2))));
+    assert_eq!(affinity(3), None);
+    assert!(!format!("{:?}", config.node).contains("0123456789abcdef"), "the key leaked into Debug");
 }

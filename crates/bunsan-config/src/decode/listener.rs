@@ -83,8 +83,8 @@ fn pool_ref(
     }
     if protocol == Some(Protocol::Tcp) && pools.http_keyed.iter().any(|p| p == name) {
         let why = format!(
-            "pool {name:?} hashes on an HTTP request attribute; a tcp listener has only the \
-             client address (use hash_key = \"client-ip\" or a separate pool)"
+            "pool {name:?} reads its hash key or session identifier from HTTP requests; a tcp \
+             listener has only the client address (use \"client-ip\" or a separate pool)"
         );
         return field.invalid(ctx, why);
     }

@@ -1,13 +1,14 @@
 //! `[node]` and `[admin]`: the process-wide tables.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use super::ctx::Ctx;
 use super::reader::Field;
 use super::values::{invalid_address, parse_listen};
 use super::ListenAt;
 use crate::error::ErrorKind;
-use crate::model::{AdminConfig, NodeSettings, Secret};
+use crate::model::{AdminConfig, NodeSettings, Secret, SessionKeySource};
 
 /// The shortest admin token accepted: long enough that guessing it is not an option.
 const MIN_TOKEN_CHARS: usize = 16;
@@ -18,8 +19,57 @@ pub(crate) fn decode_node(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<No
     let default = NodeSettings::default().shutdown_timeout;
     let workers = table.get(ctx, "workers", |ctx, f| f.int(ctx, 1, 1024));
     let shutdown = table.get_or(ctx, "shutdown_timeout", default, |ctx, f| f.duration(ctx));
+    let inline = table.get(ctx, "session_key", session_key);
+    let file = table.get(ctx, "session_key_file", |ctx, f| key_file(ctx, f));
+    let max_sessions = table.get_or(ctx, "max_sessions", 1_000_000, |ctx, f| f.int(ctx, 1, 100_000_000));
+    let session_key = match (inline?, file?) {
+        (Some(_), Some(_)) => {
+            let why = "set session_key or session_key_file, not both";
+            ctx.report(&field.span, &table.key_path("session_key"), ErrorKind::Invalid(why.into()));
+            None
+        }
+        (Some(secret), None) => Some(SessionKeySource::Inline(secret)),
+        (None, Some(path)) => Some(SessionKeySource::File(path)),
+        (None, None) => Some(NodeSettings::default().session_key),
+    };
     table.finish(ctx);
-    Some(NodeSettings { workers: workers?, shutdown_timeout: shutdown? })
+    Some(NodeSettings {
+        workers: workers?,
+        shutdown_timeout: shutdown?,
+        session_key: session_key?,
+        max_sessions: max_sessions?,
+    })
+}
+
+/// The shortest inline session key accepted.
+const MIN_SESSION_KEY_CHARS: usize = 32;
+
+/// Decodes `session_key`. Errors never quote it: it is a secret.
+fn session_key(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<Secret> {
+    let text = field.str(ctx)?;
+    if text.chars().count() < MIN_SESSION_KEY_CHARS {
+        return field
+            .invalid(ctx, format!("session_key must be at least {MIN_SESSION_KEY_CHARS} characters"));
+    }
+    Some(Secret::new(text))
+}
+
+/// Decodes `session_key_file`.
+fn key_file(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<PathBuf> {
+    let text = field.str(ctx)?;
+    if text.is_empty() {
+        return field.invalid(ctx, "file path must not be empty");
+    }
+    Some(PathBuf::from(text))
+}
+
+/// Resolves a relative `session_key_file` against the config file's directory, like every
+/// other path in the config (the working directory depends on how the node was started).
+pub(crate) fn anchor_key_file(mut node: NodeSettings, base: &Path) -> NodeSettings {
+    if let SessionKeySource::File(path) = &node.session_key {
+        node.session_key = SessionKeySource::File(base.join(path));
+    }
+    node
 }
 
 /// Decodes `[admin]`, adding its listen address to `listens`.

@@ -10,7 +10,7 @@ use super::reader::{Field, Reader};
 use super::values::{invalid_address, parse_hash_key, resolve_server};
 use super::{read_name, Unique};
 use crate::error::ErrorKind;
-use crate::model::{HashKey, PoolConfig, ServerConfig};
+use crate::model::{AffinityMode, HashKey, PoolConfig, ServerConfig};
 
 /// Default `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -28,8 +28,8 @@ pub(crate) struct Pools {
     /// Every valid pool name, even of pools with other errors, so a listener naming such a
     /// pool gets no second, misleading "no pool named" error.
     pub(crate) names: Vec<String>,
-    /// Pools whose `hash_key` reads the HTTP request (header, cookie, path), which a TCP
-    /// listener does not have.
+    /// Pools whose `hash_key` or session identifier is read from the HTTP request (header,
+    /// cookie, path), which a TCP listener does not have.
     pub(crate) http_keyed: Vec<String>,
 }
 
@@ -40,14 +40,15 @@ pub(crate) fn decode_pools(ctx: &mut Ctx<'_>, field: Option<Field<'_, '_>>) -> P
     };
     let mut names = Unique::new("pool name");
     let configs = field.tables(ctx).decode_all(|table| decode_pool(ctx, table, &mut names));
-    let http_keyed =
-        configs.iter().flatten().filter(|p| needs_http(p.hash_key.as_ref())).map(|p| p.name.clone());
+    let http_keyed = configs.iter().flatten().filter(|p| needs_http(p)).map(|p| p.name.clone());
     Pools { http_keyed: http_keyed.collect(), configs, names: names.into_values() }
 }
 
-/// Whether a hash key can only be read from an HTTP request.
-fn needs_http(key: Option<&HashKey>) -> bool {
-    matches!(key, Some(HashKey::Header(_) | HashKey::Cookie(_) | HashKey::Path))
+/// Whether the pool's hash key or session identifier can only be read from an HTTP request.
+fn needs_http(pool: &PoolConfig) -> bool {
+    let keyed = matches!(pool.hash_key, Some(HashKey::Header(_) | HashKey::Cookie(_) | HashKey::Path));
+    let sessions = pool.affinity.as_ref().is_some_and(|a| a.mode != AffinityMode::ClientIp);
+    keyed || sessions
 }
 
 /// Decodes one `[[pool]]`.
@@ -60,6 +61,7 @@ fn decode_pool(ctx: &mut Ctx<'_>, mut table: Reader<'_, '_>, names: &mut Unique)
     let idle = table.get_or(ctx, "idle_timeout", IDLE_TIMEOUT, positive_duration);
     let max_idle =
         table.get_or(ctx, "max_idle_per_server", MAX_IDLE_PER_SERVER, |ctx, f| f.int(ctx, 0, 100_000));
+    let affinity = table.get_or(ctx, "affinity", None, super::affinity::decode);
     let servers = table.get_or(ctx, "server", Vec::new(), decode_servers);
     table.finish(ctx);
     Some(PoolConfig {
@@ -70,6 +72,7 @@ fn decode_pool(ctx: &mut Ctx<'_>, mut table: Reader<'_, '_>, names: &mut Unique)
         response_timeout: response?,
         idle_timeout: idle?,
         max_idle_per_server: max_idle?,
+        affinity: affinity?,
         servers: servers?,
     })
 }

@@ -139,7 +139,7 @@ pub(crate) fn parse_hash_key(text: &str) -> Result<HashKey, ErrorKind> {
 }
 
 /// Checks an HTTP token (RFC 9110 `token`), which both header and cookie names are.
-fn check_token(what: &str, name: &str) -> Result<(), ErrorKind> {
+pub(crate) fn check_token(what: &str, name: &str) -> Result<(), ErrorKind> {
     let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() {
         return Err(ErrorKind::Invalid(format!("missing {what} name after \"{what}:\"")));
