@@ -35,4 +35,12 @@ pub enum NodeError {
         /// The missing pool.
         pool: String,
     },
+    /// The session-signing key could not be loaded or created.
+    #[error("session key from {source_name}: {reason}")]
+    SessionKey {
+        /// `[node] session_key` or the key file's path.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }

@@ -22,12 +22,15 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod affinity;
 mod error;
 pub mod http;
 mod listener;
 pub mod metrics;
 mod node;
 pub mod server;
+pub mod session;
+mod session_key;
 pub mod state;
 mod tcp;
 mod tls;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::affinity::Affinity;
 use crate::server::Server;
 use crate::state::StateBoard;
 use crate::topology::Pool;
@@ -87,7 +88,8 @@ impl Collector for NodeCollector {
         encode_server_counters(&mut encoder, &topology.pools)?;
         encode_server_gauges(&mut encoder, &topology.pools)?;
         encode_latency(&mut encoder, &topology.pools)?;
-        encode_pool_counters(&mut encoder, &topology.pools)
+        encode_pool_counters(&mut encoder, &topology.pools)?;
+        encode_sessions(&mut encoder, &topology.pools)
     }
 }
 
@@ -183,6 +185,52 @@ fn encode_pool_counters(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) ->
         for (code, n) in codes {
             let labels: &Labels = &[("pool", &pool.name), ("code", code)];
             ConstCounter::new(n.load(Relaxed)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// One per-pool session counter family: name, help, and how to read it.
+type SessionCounter = (&'static str, &'static str, fn(&Affinity) -> u64);
+
+const SESSION_COUNTERS: [SessionCounter; 8] = [
+    ("sessions_created", "Sessions started here.", |a| a.table.counters().created.load(Relaxed)),
+    ("sessions_adopted", "Sessions another node issued, continued here.", |a| {
+        a.table.counters().adopted.load(Relaxed)
+    }),
+    (
+        "sessions_expired_idle",
+        "Sessions ended because their clients were gone longer than idle_timeout.",
+        |a| a.table.counters().expired_idle.load(Relaxed),
+    ),
+    ("sessions_expired_lifetime", "Sessions ended by max_lifetime.", |a| {
+        a.table.counters().expired_lifetime.load(Relaxed)
+    }),
+    ("sessions_ended", "Sessions ended early: server unavailable, or by an operator.", |a| {
+        a.table.counters().invalidated.load(Relaxed)
+    }),
+    ("session_identifiers_invalid", "Forged, tampered, truncated or expired identifiers seen.", |a| {
+        a.counters.invalid_identifiers.load(Relaxed)
+    }),
+    ("session_requests", "Requests that continued a session.", |a| a.counters.session_requests.load(Relaxed)),
+    ("session_connection_reuses", "Session requests sent over the session's own upstream connection.", |a| {
+        a.counters.session_connection_reuses.load(Relaxed)
+    }),
+];
+
+fn encode_sessions(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {
+    let sticky = || pools.iter().filter_map(|p| Some((p.name.as_str(), p.affinity.as_deref()?)));
+    let help = "Live sessions.";
+    let mut family = encoder.encode_descriptor("sessions_active", help, None, MetricType::Gauge)?;
+    for (pool, affinity) in sticky() {
+        let labels: &Labels = &[("pool", pool)];
+        ConstGauge::new(affinity.table.len_live() as i64).encode(family.encode_family(&labels)?)?;
+    }
+    for (name, help, read) in SESSION_COUNTERS {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (pool, affinity) in sticky() {
+            let labels: &Labels = &[("pool", pool)];
+            ConstCounter::new(read(affinity)).encode(family.encode_family(&labels)?)?;
         }
     }
     Ok(())

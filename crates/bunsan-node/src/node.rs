@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bunsan_config::Config;
+use bunsan_config::{AffinityMode, Config};
 use bunsan_proto::admin::PoolDetail;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,8 +15,8 @@ use crate::listener::{accept_loop, bind, bind_listener};
 use crate::state::StateBoard;
 use crate::topology::Topology;
 
-/// How often idle upstream connections past their timeout are closed.
-const REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often idle upstream connections and sessions past their timeouts are ended.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A started node. Dropping it does not stop it; call [`Node::shutdown`].
 #[derive(Debug)]
@@ -41,7 +41,7 @@ impl Node {
     /// Binds every listener and the admin API, then starts serving. Must run inside a
     /// tokio runtime. Fails without serving anything if any socket or TLS file fails.
     pub async fn start(config: &Config) -> Result<Self, NodeError> {
-        let board = Arc::new(StateBoard::new(Topology::from_config(config)?));
+        let board = Arc::new(StateBoard::new(Topology::from_config(config, session_key(config)?)?));
         let bound = config
             .listeners
             .iter()
@@ -66,7 +66,7 @@ impl Node {
             start_admin(socket, token, &board, &tracker, &shutdown);
             addr
         });
-        tokio::spawn(reap_idle(board.clone(), shutdown.clone()));
+        tokio::spawn(housekeeping(board.clone(), shutdown.clone()));
         Ok(Self { board, listeners, admin: admin_addr, tracker, shutdown })
     }
 
@@ -118,26 +118,43 @@ fn start_admin(
     tokio::spawn(admin::serve(socket, ctx, tracker.clone(), shutdown.clone()));
 }
 
-/// Closes pooled upstream connections that have been idle too long.
-async fn reap_idle(board: Arc<StateBoard>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(REAP_INTERVAL);
+/// Once a second: closes pooled upstream connections idle too long, and ends sessions
+/// whose clients have been gone longer than `idle_timeout` (or that outlived
+/// `max_lifetime`), closing their connections.
+async fn housekeeping(board: Arc<StateBoard>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for pool in &board.topology().pools {
+        let topology = board.topology();
+        for pool in &topology.pools {
             for server in &pool.servers {
                 server.idle.reap();
+            }
+            if let Some(affinity) = &pool.affinity {
+                affinity.table.sweep();
             }
         }
     }
 }
 
+/// The key that signs session identifiers, loaded (or created) only when some pool
+/// issues identifiers.
+fn session_key(config: &Config) -> Result<Option<Arc<bunsan_core::SessionKey>>, NodeError> {
+    let signs =
+        config.pools.iter().filter_map(|p| p.affinity.as_ref()).any(|a| a.mode != AffinityMode::ClientIp);
+    if !signs {
+        return Ok(None);
+    }
+    crate::session_key::load(&config.node.session_key).map(|key| Some(Arc::new(key)))
+}
+
 /// Checks what a config needs beyond its own validation (certificate and key files load
 /// and match) without binding anything; `bunsan check` runs it.
 pub fn preflight(config: &Config) -> Result<(), NodeError> {
-    Topology::from_config(config)?;
+    Topology::from_config(config, None)?;
     for listener in &config.listeners {
         if let Some(files) = &listener.tls {
             crate::tls::acceptor(&listener.name, files)?;

@@ -135,7 +135,7 @@ mod tests {
             "test.toml".as_ref(),
         )
         .expect("valid test config");
-        StateBoard::new(Topology::from_config(&config).expect("topology"))
+        StateBoard::new(Topology::from_config(&config, None).expect("topology"))
     }
 
     fn state_of(board: &StateBoard, server: &str) -> ServerState {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bunsan_config::{Config, HashKey, PoolConfig};
-use bunsan_core::{Algorithm, PickContext, Selector};
+use bunsan_core::{Algorithm, PickContext, Selector, SessionKey};
 
+use crate::affinity::Affinity;
 use crate::error::NodeError;
 use crate::server::Server;
 use crate::upstream::IdlePool;
@@ -26,9 +27,13 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds the first snapshot from a validated config.
-    pub fn from_config(config: &Config) -> Result<Self, NodeError> {
-        let pools: Vec<Arc<Pool>> = config.pools.iter().map(|p| Arc::new(Pool::from_config(p))).collect();
+    /// Builds the first snapshot from a validated config; `session_key` signs session
+    /// identifiers of pools with cookie or header affinity.
+    pub fn from_config(config: &Config, session_key: Option<Arc<SessionKey>>) -> Result<Self, NodeError> {
+        let sticky = config.pools.iter().filter(|p| p.affinity.is_some()).count().max(1);
+        let per_pool = (config.node.max_sessions / sticky).max(1);
+        let build = |p| Arc::new(Pool::from_config(p, session_key.clone(), per_pool));
+        let pools: Vec<Arc<Pool>> = config.pools.iter().map(build).collect();
         let listener_pool = config
             .listeners
             .iter()
@@ -89,6 +94,8 @@ pub struct Pool {
     pub selector: Selector,
     /// Counters that belong to the pool rather than one server.
     pub counters: Arc<PoolCounters>,
+    /// Session affinity (seed 000), if the pool has it.
+    pub affinity: Option<Arc<Affinity>>,
 }
 
 /// Responses the node answered itself for a pool, by status.
@@ -105,8 +112,8 @@ pub struct PoolCounters {
 }
 
 impl Pool {
-    fn from_config(config: &PoolConfig) -> Self {
-        let servers = config
+    fn from_config(config: &PoolConfig, key: Option<Arc<SessionKey>>, max_sessions: usize) -> Self {
+        let servers: Vec<Arc<Server>> = config
             .servers
             .iter()
             .map(|s| Arc::new(Server::new(s, IdlePool::new(config.max_idle_per_server, config.idle_timeout))))
@@ -117,22 +124,26 @@ impl Pool {
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
         };
-        Self::assemble(config.name.clone(), settings, servers, Arc::default())
-    }
-
-    fn assemble(
-        name: String,
-        settings: PoolSettings,
-        servers: Vec<Arc<Server>>,
-        counters: Arc<PoolCounters>,
-    ) -> Self {
+        let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        let affinity = config
+            .affinity
+            .as_ref()
+            .map(|a| Arc::new(Affinity::new(a, &config.name, &names, key, max_sessions)));
         let selector = Selector::build(settings.algorithm, &servers);
-        Self { name, settings, servers, selector, counters }
+        Self { name: config.name.clone(), settings, servers, selector, counters: Arc::default(), affinity }
     }
 
-    /// The same pool with its selector rebuilt over the servers' current states.
+    /// The same pool with its selector rebuilt over the servers' current states; counters
+    /// and sessions carry over.
     pub fn rebuilt(&self) -> Self {
-        Self::assemble(self.name.clone(), self.settings.clone(), self.servers.clone(), self.counters.clone())
+        Self {
+            name: self.name.clone(),
+            settings: self.settings.clone(),
+            servers: self.servers.clone(),
+            selector: Selector::build(self.settings.algorithm, &self.servers),
+            counters: self.counters.clone(),
+            affinity: self.affinity.clone(),
+        }
     }
 
     /// The server called `name`.

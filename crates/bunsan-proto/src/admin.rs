@@ -85,3 +85,51 @@ mod tests {
         assert!(serde_json::from_str::<StateChange>(r#"{"pin":true}"#).is_err());
     }
 }
+
+/// `GET /v1/sessions`: session counts per pool and server, and a sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionsReport {
+    /// One entry per pool with affinity.
+    pub pools: Vec<PoolSessions>,
+    /// Some live sessions, for a look at what they are like.
+    pub sample: Vec<SessionInfo>,
+}
+
+/// Sessions of one pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolSessions {
+    /// The pool.
+    pub pool: String,
+    /// Its affinity mode: `cookie`, `header` or `client-ip`.
+    pub mode: String,
+    /// Live sessions.
+    pub active: usize,
+    /// Live sessions per server (servers without sessions are left out).
+    pub servers: Vec<ServerSessions>,
+}
+
+/// Live sessions on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSessions {
+    /// The server.
+    pub server: String,
+    /// How many sessions are bound to it.
+    pub sessions: usize,
+}
+
+/// One live session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Its id: 32 hex characters (for `client-ip` sessions, the client's address as IPv6).
+    pub id: String,
+    /// Its pool.
+    pub pool: String,
+    /// The server it is bound to.
+    pub server: String,
+    /// Seconds since it started here.
+    pub age_seconds: f64,
+    /// Client connections carrying it now.
+    pub client_connections: u32,
+    /// Seconds since its last client connection closed; `None` while one is open.
+    pub idle_seconds: Option<f64>,
+}

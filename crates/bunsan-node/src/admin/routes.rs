@@ -6,10 +6,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use bunsan_core::ServerState;
+use bunsan_core::{ServerState, SessionId};
 use bunsan_proto::admin::{ErrorBody, StateChange};
 
-use super::view::{pool_detail, pool_summary, server_status};
+use super::view::{pool_detail, pool_summary, server_status, sessions};
 use super::AdminContext;
 use crate::state::{Command, StateError};
 
@@ -33,7 +33,9 @@ pub async fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Reply {
         (Method::DELETE, ["v1", "pools", pool, "servers", server, "pin"]) => {
             apply(ctx, pool, server, Command::Release)
         }
-        (_, ["metrics"] | ["v1", "pools", ..]) => {
+        (Method::GET, ["v1", "sessions"]) => json(StatusCode::OK, &sessions(&ctx.board.topology().pools)),
+        (Method::DELETE, ["v1", "sessions", id]) => end_session(ctx, id),
+        (_, ["metrics"] | ["v1", "pools" | "sessions", ..]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".into())
         }
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
@@ -115,6 +117,20 @@ fn apply(ctx: &AdminContext, pool: &str, server: &str, command: Command) -> Repl
         Some(found) => json(StatusCode::OK, &server_status(found)),
         None => error(StatusCode::NOT_FOUND, format!("server {pool}/{server} is gone")),
     }
+}
+
+/// Ends a session at once: its identifier is refused from now on, its connection closed.
+fn end_session(ctx: &AdminContext, id: &str) -> Reply {
+    let Ok(SessionId(key)) = id.parse::<SessionId>() else {
+        return error(StatusCode::BAD_REQUEST, format!("session ids are 32 hex characters, not {id:?}"));
+    };
+    let topology = ctx.board.topology();
+    let ended = topology.pools.iter().filter_map(|p| p.affinity.as_ref()).any(|a| a.table.invalidate(&key));
+    if !ended {
+        return error(StatusCode::NOT_FOUND, format!("no live session {id}"));
+    }
+    tracing::info!(session = id, "operator ended a session");
+    json(StatusCode::OK, &serde_json::json!({ "ended": id }))
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {

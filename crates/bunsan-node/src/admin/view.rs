@@ -2,7 +2,11 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use bunsan_proto::admin::{PoolDetail, PoolSummary, ServerStatus};
+use bunsan_core::SessionId;
+
+use bunsan_proto::admin::{
+    PoolDetail, PoolSessions, PoolSummary, ServerSessions, ServerStatus, SessionInfo, SessionsReport,
+};
 
 use crate::server::Server;
 use crate::topology::Pool;
@@ -44,4 +48,39 @@ pub fn server_status(server: &Server) -> ServerStatus {
         in_flight: server.counters.in_flight.load(Relaxed),
         requests_total: server.counters.requests_total.load(Relaxed),
     }
+}
+
+/// How many live sessions `GET /v1/sessions` shows as a sample.
+const SESSION_SAMPLE: usize = 20;
+
+/// Every pool's sessions, as `GET /v1/sessions` shows them.
+pub fn sessions(pools: &[std::sync::Arc<Pool>]) -> SessionsReport {
+    let mut report = SessionsReport { pools: Vec::new(), sample: Vec::new() };
+    for pool in pools {
+        let Some(affinity) = &pool.affinity else { continue };
+        let name_of =
+            |index: u32| pool.servers.get(index as usize).map_or("?", |s| s.name.as_str()).to_owned();
+        let servers = affinity
+            .table
+            .per_server()
+            .into_iter()
+            .map(|(index, sessions)| ServerSessions { server: name_of(index), sessions })
+            .collect();
+        report.pools.push(PoolSessions {
+            pool: pool.name.clone(),
+            mode: affinity.mode.as_str().to_owned(),
+            active: affinity.table.len_live(),
+            servers,
+        });
+        let room = SESSION_SAMPLE.saturating_sub(report.sample.len());
+        report.sample.extend(affinity.table.sample(room).into_iter().map(|s| SessionInfo {
+            id: SessionId(s.key).to_string(),
+            pool: pool.name.clone(),
+            server: name_of(s.server),
+            age_seconds: s.age.as_secs_f64(),
+            client_connections: s.clients,
+            idle_seconds: s.idle_for.map(|d| d.as_secs_f64()),
+        }));
+    }
+    report
 }

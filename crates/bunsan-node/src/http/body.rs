@@ -3,6 +3,7 @@
 //! ever holds a whole body.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use crate::affinity::Table;
 use crate::server::InFlight;
 use crate::upstream::Sender;
 
@@ -72,12 +74,24 @@ enum Kind {
     Upstream(UpstreamBody),
 }
 
+/// Where a connection goes after a clean exchange.
+#[derive(Debug)]
+pub enum ConnHome {
+    /// The server's shared idle pool.
+    Pool,
+    /// The slot of session `key` bound to server `index` (seed 000: the session keeps
+    /// its established connection); the shared pool if the slot is taken, or the session
+    /// has ended or moved to another server meanwhile.
+    Session { table: Arc<Table>, key: [u8; 16], server: u32 },
+}
+
 /// A server's response body plus what must happen when it ends: the connection goes
-/// back to the pool after a clean end, and the in-flight count drops either way.
+/// home after a clean end, and the in-flight count drops either way.
 #[derive(Debug)]
 struct UpstreamBody {
     inner: Incoming,
-    conn: Option<(Sender, std::sync::Arc<crate::server::Server>)>,
+    conn: Option<(Sender, Arc<crate::server::Server>)>,
+    home: ConnHome,
     /// Set once the body yielded its end: hyper's `is_end_stream` stays false after a
     /// chunked body ends, so it alone cannot tell.
     finished: bool,
@@ -95,11 +109,11 @@ impl ResponseBody {
         Self { kind: Kind::Local(None) }
     }
 
-    /// A server's body; `sender` returns to `in_flight`'s server's pool after a clean end.
-    pub(crate) fn upstream(inner: Incoming, sender: Sender, in_flight: InFlight) -> Self {
+    /// A server's body; `sender` goes `home` after a clean end.
+    pub(crate) fn upstream(inner: Incoming, sender: Sender, in_flight: InFlight, home: ConnHome) -> Self {
         let server = in_flight.server().clone();
-        let body =
-            UpstreamBody { inner, conn: Some((sender, server)), finished: false, _in_flight: in_flight };
+        let conn = Some((sender, server));
+        let body = UpstreamBody { inner, conn, home, finished: false, _in_flight: in_flight };
         Self { kind: Kind::Upstream(body) }
     }
 }
@@ -149,7 +163,15 @@ impl Drop for UpstreamBody {
         // `is_end_stream` reports too.
         if self.finished || self.inner.is_end_stream() {
             if let Some((sender, server)) = self.conn.take() {
-                server.idle.put(sender);
+                let back = match &self.home {
+                    ConnHome::Session { table, key, server: index } => {
+                        table.put_conn(key, index, sender).err()
+                    }
+                    ConnHome::Pool => Some(sender),
+                };
+                if let Some(sender) = back {
+                    server.idle.put(sender);
+                }
             }
         }
     }

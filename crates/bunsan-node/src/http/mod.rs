@@ -18,7 +18,9 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::session::ClientSessions;
 use crate::state::StateBoard;
+use crate::upstream::Sender;
 
 /// How long a client may take to send a complete request head (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +49,16 @@ impl HttpContext {
     }
 }
 
+/// One client connection: its address and the sessions its requests carried (detached
+/// when the connection ends, which starts their idle clocks; seed 000 claim 4).
+#[derive(Debug)]
+pub struct ClientConn {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Sessions this connection is attached to.
+    pub sessions: ClientSessions<u32, Sender>,
+}
+
 /// Serves one client connection until it closes; on `shutdown` it finishes the requests
 /// in flight and then closes (HTTP/2: GOAWAY; HTTP/1.1: no further keep-alive).
 pub async fn serve_connection<I>(
@@ -58,9 +70,10 @@ pub async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_ctx = ctx.clone();
+    let conn_state = Arc::new(ClientConn { addr: client, sessions: ClientSessions::new() });
     let service = service_fn(move |req| {
-        let ctx = service_ctx.clone();
-        async move { Ok::<_, Infallible>(proxy::forward(&ctx, client, req).await) }
+        let (ctx, conn) = (service_ctx.clone(), conn_state.clone());
+        async move { Ok::<_, Infallible>(proxy::forward(&ctx, &conn, req).await) }
     });
     let conn = ctx.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);

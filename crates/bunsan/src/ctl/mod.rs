@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use http::Method;
 
-use bunsan_proto::admin::{PoolDetail, PoolSummary, ServerStatus, StateChange};
+use bunsan_proto::admin::{PoolDetail, PoolSummary, ServerStatus, SessionsReport, StateChange};
 use client::AdminClient;
 
 /// Arguments of `bunsan ctl`.
@@ -51,6 +51,12 @@ enum CtlCommand {
         /// `POOL/SERVER`.
         target: String,
     },
+    /// Show sessions per pool and server, with a sample; or end one.
+    Sessions {
+        /// End this session now (its identifier is refused from then on).
+        #[arg(long, value_name = "ID")]
+        end: Option<String>,
+    },
 }
 
 /// Runs one ctl command.
@@ -78,6 +84,14 @@ async fn execute(client: &AdminClient, args: &Args) -> anyhow::Result<String> {
             let path = format!("/v1/pools/{pool}/servers/{server}");
             let body = client.call(Method::PUT, &path, Some(change)).await?;
             render(args.json, &body, |s: ServerStatus| describe(pool, &s))
+        }
+        CtlCommand::Sessions { end: Some(id) } => {
+            client.call(Method::DELETE, &format!("/v1/sessions/{id}"), None).await?;
+            Ok(if args.json { format!("{{\"ended\":\"{id}\"}}\n") } else { format!("session {id} ended\n") })
+        }
+        CtlCommand::Sessions { end: None } => {
+            let body = client.call(Method::GET, "/v1/sessions", None).await?;
+            render(args.json, &body, |report: SessionsReport| sessions_tables(&report))
         }
         CtlCommand::Unpin { target } => {
             let (pool, server) = split_target(target)?;
@@ -150,4 +164,35 @@ fn server_row(s: &ServerStatus) -> Vec<String> {
         s.in_flight.to_string(),
         s.requests_total.to_string(),
     ]
+}
+
+fn sessions_tables(report: &SessionsReport) -> String {
+    if report.pools.is_empty() {
+        return "no pool has session affinity\n".to_owned();
+    }
+    let counts: Vec<Vec<String>> = report
+        .pools
+        .iter()
+        .flat_map(|p| {
+            let total = vec![p.pool.clone(), p.mode.clone(), "(all)".to_owned(), p.active.to_string()];
+            let each = p
+                .servers
+                .iter()
+                .map(|s| vec![String::new(), String::new(), s.server.clone(), s.sessions.to_string()]);
+            std::iter::once(total).chain(each)
+        })
+        .collect();
+    let mut out = table::render(&["POOL", "MODE", "SERVER", "SESSIONS"], &counts);
+    if !report.sample.is_empty() {
+        let rows: Vec<Vec<String>> = report.sample.iter().map(session_row).collect();
+        out.push('\n');
+        out.push_str(&table::render(&["SESSION", "POOL", "SERVER", "AGE", "CLIENTS", "IDLE"], &rows));
+    }
+    out
+}
+
+fn session_row(s: &bunsan_proto::admin::SessionInfo) -> Vec<String> {
+    let idle = s.idle_seconds.map_or("-".to_owned(), |i| format!("{i:.0}s"));
+    let age = format!("{:.0}s", s.age_seconds);
+    vec![s.id.clone(), s.pool.clone(), s.server.clone(), age, s.client_connections.to_string(), idle]
 }

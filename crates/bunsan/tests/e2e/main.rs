@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `bunsan` binary against real backends on loopback.
 
 mod admin;
+mod affinity;
 mod balancing;
 mod config;
 mod demo;
