@@ -7,22 +7,27 @@
 
 mod affinity;
 mod ctx;
+mod health;
 mod listener;
 mod node;
+mod outlier;
 mod pool;
 mod reader;
+mod retry;
 mod values;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use toml::de::DeTable;
 
+use crate::duration::format_duration;
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::model::{Config, NodeSettings};
 use ctx::{Ctx, Span};
-use reader::Reader;
+use reader::{Field, Reader};
 
 /// Parses `source` (read from `origin`) into a validated config.
 pub(crate) fn decode(source: &str, origin: &Path) -> Result<Config, ConfigErrors> {
@@ -125,4 +130,39 @@ pub(crate) fn read_name(
     table.set_path(format!("{prefix}[{name}]"));
     seen.check(ctx, name, &field.span, &table.key_path("name"));
     Some(name.to_owned())
+}
+
+/// A duration key after decoding: its name, its field if it was written, and its value
+/// (the default if it was not).
+pub(crate) struct Timed<'f, 'a, 'i> {
+    pub(crate) name: &'static str,
+    pub(crate) field: Option<&'f Field<'a, 'i>>,
+    pub(crate) value: Duration,
+}
+
+impl Timed<'_, '_, '_> {
+    /// The value for a message, marked when it is the default the reader never wrote.
+    fn describe(&self) -> String {
+        let value = format_duration(self.value);
+        if self.field.is_some() {
+            value
+        } else {
+            format!("{value}, the default")
+        }
+    }
+}
+
+/// Checks that `low <= high`. `blame_low` says which key the rule belongs to (`timeout`
+/// is limited by `interval`, `max_ejection` by `base_ejection`); the error goes there when
+/// that key was written, else to the other one, which then must have been.
+pub(crate) fn check_order(ctx: &mut Ctx<'_>, low: &Timed, high: &Timed, blame_low: bool) -> Option<()> {
+    if low.value <= high.value {
+        return Some(());
+    }
+    let blame_low = if blame_low { low.field.is_some() } else { high.field.is_none() };
+    let (at, other, relation) = if blame_low { (low, high, "more") } else { (high, low, "less") };
+    let why = format!("must not be {relation} than {} ({})", other.name, other.describe());
+    // Both absent cannot happen (the defaults are in order); then nothing is reported and
+    // the config is still rejected, as a bug.
+    at.field?.invalid(ctx, why)
 }

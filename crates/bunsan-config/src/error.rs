@@ -81,6 +81,14 @@ pub enum ErrorKind {
     /// A duration that does not parse.
     #[error("invalid duration {0:?}: expected a number with a unit, like \"250ms\", \"5s\", \"2m\", \"1h\" or \"1m30s\"")]
     InvalidDuration(String),
+    /// A size that does not parse (see [`crate::size`]).
+    #[error("invalid size {value:?}: {reason} (expected an integer and a unit, like \"64KiB\"; units: {units})", units = crate::size::UNIT_NAMES)]
+    InvalidSize {
+        /// The size as written.
+        value: String,
+        /// Why it is invalid.
+        reason: String,
+    },
     /// An address that does not parse or resolve.
     #[error("invalid address {value:?}: {reason}")]
     InvalidAddress {

@@ -2,7 +2,7 @@
 //!
 //! Parsing happens in two stages. The file is first read into a span-preserving TOML
 //! tree; then [`decode`] walks it table by table, turning each key into a typed value,
-//! collecting *every* error (unknown keys, wrong types, bad durations and addresses,
+//! collecting *every* error (unknown keys, wrong types, bad durations, sizes and addresses,
 //! unknown names, dangling pool references, duplicates) with its line and column
 //! instead of stopping at the first.
 //!
@@ -32,6 +32,7 @@ mod decode;
 pub mod duration;
 mod error;
 mod model;
+pub mod size;
 
 use std::path::Path;
 

@@ -190,6 +190,13 @@ pub struct PoolConfig {
     /// `affinity = { mode, name, idle_timeout, max_lifetime }`: seed 000's sessions;
     /// `None` for `mode = "none"` or no `affinity` key.
     pub affinity: Option<AffinityConfig>,
+    /// `health = { kind, … }`: active health checks; `None` for `kind = "none"` or no key.
+    pub health: Option<HealthConfig>,
+    /// `outlier = { … }`: passive failure detection; `None` for `consecutive_failures = 0`.
+    /// On, with [`OutlierConfig::default`], when the pool has no `outlier` key.
+    pub outlier: Option<OutlierConfig>,
+    /// `retry = { … }`: when and how often a failed request is tried on another server.
+    pub retry: RetryConfig,
     /// `[[pool.server]]` entries, in file order.
     pub servers: Vec<ServerConfig>,
 }
@@ -244,6 +251,95 @@ impl AffinityMode {
             Self::Cookie => "cookie",
             Self::Header => "header",
             Self::ClientIp => "client-ip",
+        }
+    }
+}
+
+/// `health = { kind, path, host, expect, interval, timeout, fall, rise }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// What a check does: `kind = "http"` or `"tcp"` (required; `"none"` means no checks,
+    /// and then no other key may be set). `path`, `host` and `expect` are for `http` only.
+    pub kind: HealthKind,
+    /// Time between two checks of one server (each wait varies by ±10% so checks of many
+    /// servers and nodes do not line up). Default 2 s.
+    pub interval: Duration,
+    /// How long one check may take. Default 1 s; must not exceed `interval`.
+    pub timeout: Duration,
+    /// Consecutive failed checks that mark a server down. Default 2 (1..=100).
+    pub fall: u32,
+    /// Consecutive passed checks that bring a down server back. Default 2 (1..=100).
+    pub rise: u32,
+}
+
+/// The kind of active health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthKind {
+    /// `kind = "tcp"`: a TCP connect succeeds.
+    Tcp,
+    /// `kind = "http"`: `GET path` answers with a status in `expect`.
+    Http {
+        /// `path`: default `/`; must start with `/` and be visible ASCII (no spaces; the
+        /// query, if any, is part of it).
+        path: String,
+        /// `host`: the `Host` header (visible ASCII, no spaces); default the server's `addr`
+        /// as written.
+        host: Option<String>,
+        /// `expect = "200-399"`: the accepted status range (a single code is allowed), within
+        /// 100..=599.
+        expect: std::ops::RangeInclusive<u16>,
+    },
+}
+
+/// `outlier = { consecutive_failures, base_ejection, max_ejection, max_ejected_percent }`:
+/// passive detection from real traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// Consecutive failures (connect refused or timed out, connection reset, response
+    /// timeout, 5xx) that eject a server. Default 5 (0..=1000); 0 turns passive detection
+    /// off (the other keys are still checked).
+    pub consecutive_failures: u32,
+    /// How long the first ejection lasts; each further ejection in a row doubles it.
+    /// Default 10 s.
+    pub base_ejection: Duration,
+    /// The longest an ejection lasts. Default 5 min; must not be less than `base_ejection`.
+    pub max_ejection: Duration,
+    /// At most this share of a pool's servers is ejected at once (at least one server
+    /// always may be). Default 50 (1..=100).
+    pub max_ejected_percent: u32,
+}
+
+/// `retry = { attempts, buffer, budget_percent, min_retries_per_second }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Attempts at most, the first included, for requests that reached a server and
+    /// failed before any response byte (connect failures always move on to the next
+    /// server and do not count). Default 3 (1..=10; 1 = never replay).
+    pub attempts: u32,
+    /// Request bodies up to this size are buffered so that idempotent requests can be
+    /// replayed; larger ones stream and are never replayed. Default 64 KiB, at most 64 MiB;
+    /// 0 = only requests without a body are replayable. Written as bytes (`buffer = 65536`)
+    /// or a size string (`"64KiB"`, see [`crate::size`]).
+    pub buffer: u64,
+    /// Retries may add at most this percentage to the pool's requests… Default 20 (0..=100).
+    pub budget_percent: u32,
+    /// …plus this many retries per second regardless. Default 10 (0..=100000).
+    pub min_retries_per_second: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { attempts: 3, buffer: 64 * 1024, budget_percent: 20, min_retries_per_second: 10 }
+    }
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+            max_ejected_percent: 50,
         }
     }
 }

@@ -57,7 +57,7 @@ fn display_names_the_file_and_puts_one_error_per_line() {
     let text = errors("[[pool]]\nname = 5\nbogus = 1\n").to_string();
     let expected = [
         "t.toml:2:8: pool[0].name: expected string, found integer",
-        "t.toml:3:1: pool[0].bogus: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, server)",
+        "t.toml:3:1: pool[0].bogus: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, server)",
         "t.toml:1:1: a node needs at least one [[listener]]",
     ];
     assert_eq!(text, expected.join("\n"));
@@ -69,7 +69,7 @@ fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
         "{BASE}timeout = \"5s\"\n[[pool.server]]\nname = \"h1\"\naddr = \"127.0.0.1:1\"\nweight = 2\n[nod]\nworkers = 2\n[admin]\nlisten = \"127.0.0.1:9\"\ntokn = \"x\"\n"
     );
     check(&source, &[
-        "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, server)",
+        "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, server)",
         "12:1: pool[app].server[h1].weight: unknown key (valid here: name, addr, capacity, state)",
         "13:2: nod: unknown key (valid here: node, admin, listener, pool)",
         "17:1: admin.tokn: unknown key (valid here: listen, token)",
@@ -596,4 +596,195 @@ fn a_tcp_listener_cannot_feed_a_pool_with_cookie_sessions() {
         error.starts_with("5:8: listener[raw].pool: pool \"app\" reads its hash key or session identifier"),
         "{error}"
     );
+}
+
+#[test]
+fn health_kind_rules() {
+    let source = format!(
+        "{BASE}health = {{ kind = \"ping\" }}\n[[pool]]\nname = \"b\"\nhealth = {{ path = \"/\" }}\n\
+         [[pool]]\nname = \"c\"\nhealth = {{ kind = \"none\", interval = \"5s\", fall = 3 }}\n\
+         [[pool]]\nname = \"d\"\nhealth = \"http\"\n"
+    );
+    check(
+        &source,
+        &[
+            "8:19: pool[app].health.kind: unknown health check kind \"ping\" (valid: http, tcp, none)",
+            "11:10: pool[b].health.kind: missing required key",
+            "14:38: pool[c].health.interval: interval is not used with kind = \"none\"",
+            "14:51: pool[c].health.fall: fall is not used with kind = \"none\"",
+            "17:10: pool[d].health: expected table, found string",
+        ],
+    );
+}
+
+#[test]
+fn http_keys_on_a_tcp_check_and_unknown_health_keys() {
+    let source = format!(
+        "{BASE}health = {{ kind = \"tcp\", path = \"/x\", host = \"h\", expect = \"200\", port = 80 }}\n"
+    );
+    check(
+        &source,
+        &[
+            "8:33: pool[app].health.path: path is only used with kind = \"http\"",
+            "8:46: pool[app].health.host: host is only used with kind = \"http\"",
+            "8:60: pool[app].health.expect: expect is only used with kind = \"http\"",
+            "8:67: pool[app].health.port: unknown key (valid here: kind, path, host, expect, interval, timeout, fall, rise)",
+        ],
+    );
+}
+
+#[test]
+fn http_check_paths_hosts_and_status_ranges() {
+    let source = format!(
+        "{BASE}[pool.health]\nkind = \"http\"\npath = \"health\"\nhost = \"my host\"\nexpect = \"500-200\"\n\
+         [[pool]]\nname = \"b\"\nhealth = {{ kind = \"http\", path = \"/a b\", host = \"\", expect = \"2xx\" }}\n\
+         [[pool]]\nname = \"c\"\nhealth = {{ kind = \"http\", expect = \"200-600\" }}\n\
+         [[pool]]\nname = \"d\"\nhealth = {{ kind = \"http\", expect = \"99\" }}\n"
+    );
+    let form = |text: &str| {
+        format!("invalid status range \"{text}\": expected a code like \"200\" or a range like \"200-399\"")
+    };
+    check(
+        &source,
+        &[
+            "10:8: pool[app].health.path: path must start with \"/\"",
+            "11:8: pool[app].health.host: host must be visible ASCII characters (no spaces)",
+            "12:10: pool[app].health.expect: status range \"500-200\" is empty: 500 is more than 200",
+            "15:34: pool[b].health.path: path must be visible ASCII characters (no spaces; percent-encode others)",
+            "15:49: pool[b].health.host: host must not be empty",
+            &format!("15:62: pool[b].health.expect: {}", form("2xx")),
+            "18:36: pool[c].health.expect: status 600 is out of range (100..=599)",
+            &format!("21:36: pool[d].health.expect: {}", form("99")),
+        ],
+    );
+}
+
+#[test]
+fn health_timing_rules() {
+    let source = format!(
+        "{BASE}health = {{ kind = \"tcp\", interval = \"2s\", timeout = \"3s\" }}\n\
+         [[pool]]\nname = \"b\"\nhealth = {{ kind = \"http\", interval = \"500ms\" }}\n\
+         [[pool]]\nname = \"c\"\nhealth = {{ kind = \"tcp\", interval = \"0s\", timeout = \"5\", fall = 0, rise = 101 }}\n"
+    );
+    check(
+        &source,
+        &[
+            "8:53: pool[app].health.timeout: must not be more than interval (2s)",
+            // With timeout left at its default, the interval is what was set too low.
+            "11:38: pool[b].health.interval: must not be less than timeout (1s, the default)",
+            "14:37: pool[c].health.interval: must be more than zero",
+            "14:53: pool[c].health.timeout: invalid duration \"5\": expected a number with a unit, like \"250ms\", \"5s\", \"2m\", \"1h\" or \"1m30s\"",
+            "14:65: pool[c].health.fall: 0 is out of range (1..=100)",
+            "14:75: pool[c].health.rise: 101 is out of range (1..=100)",
+        ],
+    );
+}
+
+#[test]
+fn outlier_rules() {
+    let source = format!(
+        "{BASE}outlier = {{ consecutive_failures = 1001, base_ejection = \"0s\", max_ejected_percent = 0, eject = true }}\n\
+         [[pool]]\nname = \"b\"\noutlier = {{ base_ejection = \"1m\", max_ejection = \"30s\" }}\n\
+         [[pool]]\nname = \"c\"\noutlier = {{ base_ejection = \"10m\" }}\n\
+         [[pool]]\nname = \"d\"\noutlier = {{ consecutive_failures = 0, max_ejection = \"0s\" }}\n"
+    );
+    check(
+        &source,
+        &[
+            "8:36: pool[app].outlier.consecutive_failures: 1001 is out of range (0..=1000)",
+            "8:58: pool[app].outlier.base_ejection: must be more than zero",
+            "8:86: pool[app].outlier.max_ejected_percent: 0 is out of range (1..=100)",
+            "8:89: pool[app].outlier.eject: unknown key (valid here: consecutive_failures, base_ejection, max_ejection, max_ejected_percent)",
+            "11:50: pool[b].outlier.max_ejection: must not be less than base_ejection (1m)",
+            // With max_ejection left at its default, the base is what was set too high.
+            "14:29: pool[c].outlier.base_ejection: must not be more than max_ejection (5m, the default)",
+            // Switched off, the other keys are still checked.
+            "17:54: pool[d].outlier.max_ejection: must be more than zero",
+        ],
+    );
+}
+
+#[test]
+fn retry_rules() {
+    let source = format!(
+        "{BASE}retry = {{ attempts = 0, budget_percent = 101, min_retries_per_second = 100001, backoff = \"1s\" }}\n\
+         [[pool]]\nname = \"b\"\nretry = {{ attempts = 11, buffer = \"1TiB\" }}\n"
+    );
+    check(
+        &source,
+        &[
+            "8:22: pool[app].retry.attempts: 0 is out of range (1..=10)",
+            "8:42: pool[app].retry.budget_percent: 101 is out of range (0..=100)",
+            "8:72: pool[app].retry.min_retries_per_second: 100001 is out of range (0..=100000)",
+            "8:80: pool[app].retry.backoff: unknown key (valid here: attempts, buffer, budget_percent, min_retries_per_second)",
+            "11:22: pool[b].retry.attempts: 11 is out of range (1..=10)",
+            "11:35: pool[b].retry.buffer: \"1TiB\" is out of range (0B..=64MiB)",
+        ],
+    );
+}
+
+#[test]
+fn bad_sizes() {
+    // Each line after BASE is a pool of its own: `retry = { buffer = ` puts values at column 20.
+    let buffers = [
+        "\"64 KiB\"",
+        "\"1.5MiB\"",
+        "\"-1\"",
+        "-1",
+        "\"64kb\"",
+        "\"65536\"",
+        "67108865",
+        "1.5",
+        "\"64KB\"",
+        "\"64MiB\"",
+    ];
+    let mut source = BASE.to_owned();
+    for (i, buffer) in buffers.iter().enumerate() {
+        if i > 0 {
+            source.push_str(&format!("[[pool]]\nname = \"p{i}\"\n"));
+        }
+        source.push_str(&format!("retry = {{ buffer = {buffer} }}\n"));
+    }
+    let invalid = |at: &str, text: &str, reason: &str| {
+        format!("{at}: invalid size \"{text}\": {reason} (expected an integer and a unit, like \"64KiB\"; units: B, kB, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")
+    };
+    let expected = [
+        invalid("8:20: pool[app].retry.buffer", "64 KiB", "spaces are not allowed"),
+        invalid("11:20: pool[p1].retry.buffer", "1.5MiB", "fractions are not allowed; use a smaller unit"),
+        invalid("14:20: pool[p2].retry.buffer", "-1", "sizes cannot be negative"),
+        "17:20: pool[p3].retry.buffer: -1 is out of range (0B..=64MiB)".to_owned(),
+        invalid("20:20: pool[p4].retry.buffer", "64kb", "unknown unit \"kb\""),
+        invalid("23:20: pool[p5].retry.buffer", "65536", "missing unit"),
+        "26:20: pool[p6].retry.buffer: 67108865 is out of range (0B..=64MiB)".to_owned(),
+        "29:20: pool[p7].retry.buffer: expected size (an integer number of bytes or a string like \"64KiB\"), found float".to_owned(),
+    ];
+    assert_eq!(lines(&source), expected, "source:\n{source}");
+    let error = only(&format!("{BASE}retry = {{ buffer = \"1.5MiB\" }}\n"));
+    let reason = "fractions are not allowed; use a smaller unit".to_owned();
+    assert_eq!(error.kind, ErrorKind::InvalidSize { value: "1.5MiB".into(), reason });
+}
+
+#[test]
+fn health_and_retry_mistakes_are_all_reported_with_the_file() {
+    let source = r#"[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+pool = "app"
+
+[[pool]]
+name = "app"
+health = { kind = "http", path = "healthz", expect = "500-200", interval = "1s", timeout = "2s", rise = 0 }
+retry = { attempts = 20, buffer = "64 KiB", budget = 10 }
+"#;
+    let text = errors(source).to_string();
+    let expected = [
+        "t.toml:8:34: pool[app].health.path: path must start with \"/\"",
+        "t.toml:8:54: pool[app].health.expect: status range \"500-200\" is empty: 500 is more than 200",
+        "t.toml:8:92: pool[app].health.timeout: must not be more than interval (1s)",
+        "t.toml:8:105: pool[app].health.rise: 0 is out of range (1..=100)",
+        "t.toml:9:22: pool[app].retry.attempts: 20 is out of range (1..=10)",
+        "t.toml:9:35: pool[app].retry.buffer: invalid size \"64 KiB\": spaces are not allowed (expected an integer and a unit, like \"64KiB\"; units: B, kB, KB, MB, GB, TB, KiB, MiB, GiB, TiB)",
+        "t.toml:9:45: pool[app].retry.budget: unknown key (valid here: attempts, buffer, budget_percent, min_retries_per_second)",
+    ];
+    assert_eq!(text, expected.join("\n"));
 }

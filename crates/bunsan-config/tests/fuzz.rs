@@ -35,6 +35,9 @@ algorithm = "maglev"
 hash_key = "header:x-user"
 connect_timeout = "1s"
 max_idle_per_server = 8
+health = { kind = "http", path = "/health", host = "app", expect = "200-299", timeout = "500ms" }
+outlier = { consecutive_failures = 3, base_ejection = "5s", max_ejection = "1m" }
+retry = { attempts = 2, buffer = "16KiB", budget_percent = 10 }
 
 [[pool.server]]
 name = "h1"
@@ -60,6 +63,8 @@ const HEADERS: &[&str] = &[
     "[node]",
     "[admin]",
     "[listener.tls]",
+    "[pool.health]",
+    "[pool.retry]",
     "[[bogus]]",
 ];
 
@@ -83,6 +88,19 @@ const KEYS: &[&str] = &[
     "server",
     "cert",
     "key",
+    "health",
+    "outlier",
+    "retry",
+    "kind",
+    "path",
+    "expect",
+    "interval",
+    "timeout",
+    "fall",
+    "base_ejection",
+    "max_ejection",
+    "attempts",
+    "buffer",
     "bogus",
 ];
 const VALUES: &[&str] = &[
@@ -118,6 +136,19 @@ const VALUES: &[&str] = &[
     "{}",
     "{ cert = \"c\", key = \"k\" }",
     "[{ name = \"s\", addr = \"10.0.0.1:1\" }]",
+    "\"http\"",
+    "\"none\"",
+    "\"/\"",
+    "\"500-200\"",
+    "\"200\"",
+    "\"64KiB\"",
+    "\"1.5MiB\"",
+    "\"1TiB\"",
+    "{ kind = \"tcp\", path = \"/\" }",
+    "{ kind = \"none\", fall = 1 }",
+    "{ kind = \"http\", interval = \"1s\", timeout = \"2s\" }",
+    "{ consecutive_failures = 0, base_ejection = \"1h\" }",
+    "{ buffer = 18446744073709551615, attempts = 0 }",
 ];
 
 /// One generated table: a header and key/value pairs (indexes into `KEYS`, `VALUES`).

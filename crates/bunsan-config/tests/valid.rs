@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bunsan_config::{
-    AdminConfig, AffinityConfig, AffinityMode, Config, HashKey, ListenerConfig, LoadError, NodeSettings,
-    PoolConfig, Protocol, Secret, ServerConfig, SessionKeySource, TlsFiles,
+    AdminConfig, AffinityConfig, AffinityMode, Config, HashKey, HealthConfig, HealthKind, ListenerConfig,
+    LoadError, NodeSettings, OutlierConfig, PoolConfig, Protocol, RetryConfig, Secret, ServerConfig,
+    SessionKeySource, TlsFiles,
 };
 use bunsan_core::{Algorithm, ServerState};
 
@@ -56,6 +57,9 @@ response_timeout = "30s"
 idle_timeout = "2m"
 max_idle_per_server = 0
 affinity = { mode = "cookie", name = "SID", idle_timeout = "10m", max_lifetime = "12h" }
+health = { kind = "http", path = "/healthz?full=1", host = "app.internal:8080", expect = "204", interval = "5s", timeout = "500ms", fall = 3, rise = 100 }
+outlier = { consecutive_failures = 1000, base_ejection = "30s", max_ejection = "30s", max_ejected_percent = 100 }
+retry = { attempts = 10, buffer = "1MiB", budget_percent = 100, min_retries_per_second = 100000 }
 
 [[pool.server]]
 name = "host1"
@@ -82,6 +86,23 @@ max_idle_per_server = 100000
 [[pool.server]]
 name = "primary"
 addr = "10.0.1.1:5432"
+
+# The same keys as standard tables, after the pool's servers.
+[pool.health]
+kind = "tcp"
+interval = "1s"
+timeout = "1s"
+fall = 1
+rise = 1
+
+[pool.outlier]
+consecutive_failures = 0
+
+[pool.retry]
+attempts = 1
+buffer = 0
+budget_percent = 0
+min_retries_per_second = 0
 
 [[pool]]
 name = "spare"
@@ -111,6 +132,14 @@ fn pool(name: &str, algorithm: Algorithm, servers: Vec<ServerConfig>) -> PoolCon
         idle_timeout: Duration::from_secs(60),
         max_idle_per_server: 256,
         affinity: None,
+        health: None,
+        outlier: Some(OutlierConfig {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+            max_ejected_percent: 50,
+        }),
+        retry: RetryConfig { attempts: 3, buffer: 65_536, budget_percent: 20, min_retries_per_second: 10 },
         servers,
     }
 }
@@ -141,6 +170,29 @@ fn expected_full(base: &Path) -> Config {
             idle_timeout: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(12 * 3600),
         }),
+        health: Some(HealthConfig {
+            kind: HealthKind::Http {
+                path: "/healthz?full=1".into(),
+                host: Some("app.internal:8080".into()),
+                expect: 204..=204,
+            },
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_millis(500),
+            fall: 3,
+            rise: 100,
+        }),
+        outlier: Some(OutlierConfig {
+            consecutive_failures: 1000,
+            base_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(30),
+            max_ejected_percent: 100,
+        }),
+        retry: RetryConfig {
+            attempts: 10,
+            buffer: 1 << 20,
+            budget_percent: 100,
+            min_retries_per_second: 100_000,
+        },
         ..pool(
             "app",
             Algorithm::Maglev,
@@ -152,7 +204,19 @@ fn expected_full(base: &Path) -> Config {
         )
     };
     let db_servers = vec![server("primary", "10.0.1.1:5432", addr("10.0.1.1:5432"), 1, ServerState::Ready)];
-    let db = PoolConfig { max_idle_per_server: 100_000, ..pool("db", Algorithm::RoundRobin, db_servers) };
+    let db = PoolConfig {
+        max_idle_per_server: 100_000,
+        health: Some(HealthConfig {
+            kind: HealthKind::Tcp,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            fall: 1,
+            rise: 1,
+        }),
+        outlier: None,
+        retry: RetryConfig { attempts: 1, buffer: 0, budget_percent: 0, min_retries_per_second: 0 },
+        ..pool("db", Algorithm::RoundRobin, db_servers)
+    };
     Config {
         node: NodeSettings {
             workers: Some(4),
@@ -349,4 +413,59 @@ affinity = { mode = "none" }
     assert_eq!(affinity(2), Some(expect(AffinityMode::ClientIp, "", Duration::from_secs(2))));
     assert_eq!(affinity(3), None);
     assert!(!format!("{:?}", config.node).contains("0123456789abcdef"), "the key leaked into Debug");
+}
+
+#[test]
+fn minimal_check_tables_get_their_defaults() {
+    let source = r#"
+[[listener]]
+name = "l"
+listen = "127.0.0.1:80"
+pool = "a"
+[[pool]]
+name = "a"
+health = { kind = "http" }
+outlier = {}
+retry = {}
+[[pool]]
+name = "b"
+health = { kind = "none" }
+outlier = { consecutive_failures = 0, base_ejection = "1m" }
+"#;
+    let config = bunsan_config::parse(source, Path::new("b.toml")).expect("valid config");
+    let health = HealthConfig {
+        kind: HealthKind::Http { path: "/".into(), host: None, expect: 200..=399 },
+        interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(1),
+        fall: 2,
+        rise: 2,
+    };
+    let defaults = pool("a", Algorithm::LeastLoad, vec![]);
+    assert_eq!(config.pools[0], PoolConfig { health: Some(health), ..defaults });
+    assert_eq!(config.pools[1].health, None);
+    assert_eq!(config.pools[1].outlier, None);
+    assert_eq!(config.pools[0].outlier, Some(OutlierConfig::default()));
+    assert_eq!(config.pools[0].retry, RetryConfig::default());
+}
+
+#[test]
+fn retry_buffers_take_bytes_or_sizes_with_units() {
+    let cases = [
+        ("65536", 65_536),
+        ("0x10000", 65_536),
+        ("\"512B\"", 512),
+        ("\"64KiB\"", 65_536),
+        ("\"64KB\"", 64_000),
+        ("\"10kB\"", 10_000),
+        ("\"1MB\"", 1_000_000),
+        ("\"64MiB\"", 64 << 20),
+        ("\"0B\"", 0),
+    ];
+    for (written, bytes) in cases {
+        let source = format!(
+            "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:80\"\npool = \"p\"\n[[pool]]\nname = \"p\"\nretry = {{ buffer = {written} }}\n"
+        );
+        let config = bunsan_config::parse(&source, Path::new("b.toml")).expect(written);
+        assert_eq!(config.pools[0].retry.buffer, bytes, "{written}");
+    }
 }

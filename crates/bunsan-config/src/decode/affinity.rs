@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::ctx::Ctx;
-use super::reader::Field;
+use super::reader::{positive_duration, Field};
 use super::values::check_token;
 use crate::model::{AffinityConfig, AffinityMode};
 
@@ -19,8 +19,8 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<Option<
     let mut table = field.table(ctx)?;
     let mode = table.need(ctx, "mode", mode);
     let name = table.optional("name");
-    let idle = table.get_or(ctx, "idle_timeout", IDLE_TIMEOUT, positive);
-    let lifetime = table.get_or(ctx, "max_lifetime", MAX_LIFETIME, positive);
+    let idle = table.get_or(ctx, "idle_timeout", IDLE_TIMEOUT, positive_duration);
+    let lifetime = table.get_or(ctx, "max_lifetime", MAX_LIFETIME, positive_duration);
     table.finish(ctx);
     let Some(mode) = mode? else { return Some(None) };
     let name = carrier_name(ctx, name, mode)?;
@@ -62,13 +62,4 @@ fn carrier_name(ctx: &mut Ctx<'_>, field: Option<Field<'_, '_>>, mode: AffinityM
     field.check(ctx, check_token(what, name))?;
     // Header names are case-insensitive and sent lowercase in HTTP/2; cookie names are not.
     Some(if mode == AffinityMode::Header { name.to_ascii_lowercase() } else { name.to_owned() })
-}
-
-/// A duration above zero.
-fn positive(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<Duration> {
-    let duration = field.duration(ctx)?;
-    if duration.is_zero() {
-        return field.invalid(ctx, "must be more than zero");
-    }
-    Some(duration)
 }

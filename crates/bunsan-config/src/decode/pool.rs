@@ -6,11 +6,11 @@ use std::time::Duration;
 use bunsan_core::{Algorithm, ServerState};
 
 use super::ctx::Ctx;
-use super::reader::{Field, Reader};
+use super::reader::{positive_duration, Field, Reader};
 use super::values::{invalid_address, parse_hash_key, resolve_server};
 use super::{read_name, Unique};
 use crate::error::ErrorKind;
-use crate::model::{AffinityMode, HashKey, PoolConfig, ServerConfig};
+use crate::model::{AffinityMode, HashKey, OutlierConfig, PoolConfig, RetryConfig, ServerConfig};
 
 /// Default `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -62,6 +62,10 @@ fn decode_pool(ctx: &mut Ctx<'_>, mut table: Reader<'_, '_>, names: &mut Unique)
     let max_idle =
         table.get_or(ctx, "max_idle_per_server", MAX_IDLE_PER_SERVER, |ctx, f| f.int(ctx, 0, 100_000));
     let affinity = table.get_or(ctx, "affinity", None, super::affinity::decode);
+    let health = table.get_or(ctx, "health", None, super::health::decode);
+    // Passive detection costs nothing until servers fail, so it is on unless switched off.
+    let outlier = table.get_or(ctx, "outlier", Some(OutlierConfig::default()), super::outlier::decode);
+    let retry = table.get_or(ctx, "retry", RetryConfig::default(), super::retry::decode);
     let servers = table.get_or(ctx, "server", Vec::new(), decode_servers);
     table.finish(ctx);
     Some(PoolConfig {
@@ -73,6 +77,9 @@ fn decode_pool(ctx: &mut Ctx<'_>, mut table: Reader<'_, '_>, names: &mut Unique)
         idle_timeout: idle?,
         max_idle_per_server: max_idle?,
         affinity: affinity?,
+        health: health?,
+        outlier: outlier?,
+        retry: retry?,
         servers: servers?,
     })
 }
@@ -102,15 +109,6 @@ fn hash_key_for(
     }
     let text = field.str(ctx)?;
     field.check(ctx, parse_hash_key(text)).map(Some)
-}
-
-/// A duration that must be more than zero: a zero timeout would fail every request.
-fn positive_duration(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<Duration> {
-    let duration = field.duration(ctx)?;
-    if duration.is_zero() {
-        return field.invalid(ctx, "must be more than zero");
-    }
-    Some(duration)
 }
 
 /// Decodes a pool's `server` array.

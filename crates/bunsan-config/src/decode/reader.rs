@@ -8,6 +8,7 @@ use toml::de::{DeTable, DeValue};
 use super::ctx::{Ctx, Span};
 use crate::duration::parse_duration;
 use crate::error::ErrorKind;
+use crate::size::{format_size, parse_size};
 
 /// One value in the file with its span and the dotted path errors about it use.
 pub(crate) struct Field<'a, 'i> {
@@ -72,6 +73,30 @@ impl<'a, 'i> Field<'a, 'i> {
         self.check(ctx, parsed)
     }
 
+    /// The value as a size of at most `max` bytes: an integer (bytes) or a string such as
+    /// `"64KiB"`.
+    pub(crate) fn size(&self, ctx: &mut Ctx<'_>, max: u64) -> Option<u64> {
+        let bytes = if let Some(int) = self.value.as_integer() {
+            // Negative or beyond i64: out of range, reported below like any other.
+            i64::from_str_radix(int.as_str(), int.radix()).ok().and_then(|n| u64::try_from(n).ok())
+        } else if let Some(text) = self.value.as_str() {
+            let parsed = parse_size(text)
+                .map_err(|e| ErrorKind::InvalidSize { value: text.to_owned(), reason: e.to_string() });
+            Some(self.check(ctx, parsed)?)
+        } else {
+            return self.wrong_type(ctx, "size (an integer number of bytes or a string like \"64KiB\")");
+        };
+        match bytes.filter(|&b| b <= max) {
+            Some(bytes) => Some(bytes),
+            // In units, as written: "1TiB is out of range (0..=67108864)" would make the
+            // reader do the arithmetic.
+            None => {
+                let value = ctx.text(&self.span).to_owned();
+                self.invalid(ctx, format!("{value} is out of range (0B..={})", format_size(max)))
+            }
+        }
+    }
+
     /// The value as a table, read with this field's path.
     pub(crate) fn table(&self, ctx: &mut Ctx<'_>) -> Option<Reader<'a, 'i>> {
         let value: &'a DeValue<'i> = self.value;
@@ -99,6 +124,31 @@ impl<'a, 'i> Field<'a, 'i> {
             }
         }
         tables
+    }
+}
+
+/// Decodes a duration that must be more than zero: a zero timeout would fail every
+/// attempt, and a zero interval or ejection would spin. Shaped to pass to [`Reader::get_or`].
+pub(crate) fn positive_duration(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<Duration> {
+    let duration = field.duration(ctx)?;
+    if duration.is_zero() {
+        return field.invalid(ctx, "must be more than zero");
+    }
+    Some(duration)
+}
+
+/// Decodes `field` with `decode` when it was written, else gives `default`; `None` when
+/// invalid. For keys read with [`Reader::optional`] and decoded later, once the keys they
+/// depend on are known.
+pub(crate) fn decode_or<'a, 'i, T>(
+    ctx: &mut Ctx<'_>,
+    field: Option<&Field<'a, 'i>>,
+    default: T,
+    decode: impl FnOnce(&mut Ctx<'_>, &Field<'a, 'i>) -> Option<T>,
+) -> Option<T> {
+    match field {
+        Some(field) => decode(ctx, field),
+        None => Some(default),
     }
 }
 
