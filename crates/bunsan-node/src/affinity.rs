@@ -56,6 +56,8 @@ pub struct AffinityCounters {
     pub session_requests: AtomicU64,
     /// Of those, requests sent over the session's own upstream connection.
     pub session_connection_reuses: AtomicU64,
+    /// Sessions re-bound to another server (theirs failed or left).
+    pub sessions_moved: AtomicU64,
 }
 
 /// A session just started.
@@ -70,8 +72,12 @@ pub struct Started {
 /// What affinity decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Continue session `key` on server `server` (an index into the pool's servers).
-    Continue { key: [u8; 16], server: usize },
+    /// Continue session `key` on server `server` (an index into the pool's servers);
+    /// `issued` is the identifier's issue time (none for `client-ip`).
+    Continue { key: [u8; 16], server: usize, issued: Option<u64> },
+    /// Session `key` must move: its server takes no more work, or failed. It continues on
+    /// the server the balancer picks, and the client gets a refreshed identifier.
+    Move { key: [u8; 16], issued: Option<u64> },
     /// Start a new session on whichever server the balancer picks.
     Start,
 }
@@ -135,21 +141,38 @@ impl Affinity {
             Lookup::Expired => None,
             Lookup::Unknown => token.and_then(|token| self.adopt(&token, now, servers)),
         };
-        match server.filter(|&i| servers.get(i).is_some_and(|s| s.state().takes_bound_work())) {
-            Some(server) => {
-                conn.attach(&self.table, key);
-                self.counters.session_requests.fetch_add(1, Relaxed);
-                Decision::Continue { key, server }
-            }
-            None => {
-                // Its server may not take the work any more: the session ends here and a
-                // new one starts on whichever server the balancer picks.
-                if server.is_some() {
-                    self.table.invalidate(&key);
-                }
-                Decision::Start
-            }
+        let issued = token.map(|t| t.issued);
+        let Some(server) = server else { return Decision::Start };
+        conn.attach(&self.table, key);
+        self.counters.session_requests.fetch_add(1, Relaxed);
+        match servers.get(server).is_some_and(|s| s.state().takes_bound_work()) {
+            true => Decision::Continue { key, server, issued },
+            // Its server takes no more work (maint, down): the session moves to whichever
+            // server the balancer picks.
+            false => Decision::Move { key, issued },
         }
+    }
+
+    /// Re-binds session `key` to server `index` after its own server failed or left;
+    /// returns the refreshed identifier header (none for `client-ip`), or `None` if the
+    /// session has ended meanwhile (the caller then starts a new one).
+    pub fn moved(
+        &self,
+        pool: &str,
+        key: [u8; 16],
+        issued: Option<u64>,
+        index: usize,
+        server_name: &str,
+        secure: bool,
+    ) -> Option<Option<(HeaderName, HeaderValue)>> {
+        if !self.table.rebind(&key, index as u32) {
+            return None;
+        }
+        self.counters.sessions_moved.fetch_add(1, Relaxed);
+        let Some(signer) = &self.key else { return Some(None) };
+        let issued = issued.unwrap_or_else(unix_now);
+        let token = Token { id: SessionId(key), server: signer.server_tag(pool, server_name), issued };
+        Some(self.issue_header(&signer.encode(pool, &token), secure))
     }
 
     /// The verified token the request carries, if any; a bad one is counted and ignored.

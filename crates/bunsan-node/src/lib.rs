@@ -23,11 +23,16 @@
 
 pub mod admin;
 pub mod affinity;
+pub mod clock;
+pub mod connections;
 mod error;
+pub mod health;
 pub mod http;
 mod listener;
 pub mod metrics;
 mod node;
+pub mod outlier;
+pub mod retry;
 pub mod server;
 pub mod session;
 mod session_key;

@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::connections::{ConnectionTable, Link};
 use crate::error::NodeError;
 use crate::http::{serve_connection, HttpContext};
 use crate::state::StateBoard;
@@ -64,14 +65,24 @@ pub fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, NodeError> {
     TcpListener::from_std(socket.into()).map_err(fail)
 }
 
-/// Accepts connections until `shutdown`, handing each to its protocol's handler.
-pub async fn accept_loop(
-    bound: Bound,
-    board: Arc<StateBoard>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    let http = Arc::new(HttpContext::new(bound.index, board.clone(), bound.tls.is_some()));
+/// What every accept loop shares.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Topology and state.
+    pub board: Arc<StateBoard>,
+    /// Every open client connection.
+    pub connections: Arc<ConnectionTable>,
+    /// Tracks connection tasks, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// Accepts connections until shutdown, handing each to its protocol's handler.
+pub async fn accept_loop(bound: Bound, shared: Shared) {
+    let Shared { board, connections, tracker, shutdown } = shared;
+    let tls = bound.tls.is_some();
+    let http = Arc::new(HttpContext::new(bound.index, board.clone(), connections.clone(), tls));
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -88,7 +99,10 @@ pub async fn accept_loop(
         // Latency matters more than packet count for a proxy; a failure here is harmless.
         let _ = stream.set_nodelay(true);
         match bound.protocol {
-            Protocol::Tcp => tracker.spawn(crate::tcp::relay(stream, peer, bound.index, board.clone())),
+            Protocol::Tcp => {
+                let entry = connections.register(Link::new(bound.index, peer));
+                tracker.spawn(crate::tcp::relay(stream, peer, entry, board.clone()))
+            }
             Protocol::Http => {
                 tracker.spawn(serve_http(stream, peer, bound.tls.clone(), http.clone(), shutdown.clone()))
             }

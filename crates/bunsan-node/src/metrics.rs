@@ -94,22 +94,39 @@ impl Collector for NodeCollector {
 }
 
 /// One server counter family: name, help, and how to read it.
-type ServerCounter = (&'static str, &'static str, fn(&Server) -> &AtomicU64);
+type ServerCounter = (&'static str, &'static str, fn(&Server) -> u64);
 
-const SERVER_COUNTERS: [ServerCounter; 7] = [
-    ("upstream_connect_errors", "Failed connection attempts to a server.", |s| &s.counters.connect_errors),
-    ("upstream_connections_opened", "Connections opened to a server.", |s| &s.counters.connections_opened),
-    ("upstream_connections_reused", "Requests sent over a pooled connection.", |s| {
-        &s.counters.connections_reused
+const SERVER_COUNTERS: [ServerCounter; 12] = [
+    ("server_state_changes", "Changes of a server's effective state.", |s| {
+        s.counters.state_changes.load(Relaxed)
     }),
-    ("upstream_errors", "Requests that failed after reaching a server.", |s| &s.counters.upstream_errors),
-    ("upstream_timeouts", "Responses that did not arrive within response_timeout.", |s| &s.counters.timeouts),
+    ("server_ejections", "Times passive detection ejected a server.", |s| s.counters.ejections.load(Relaxed)),
+    ("retries_elsewhere", "Requests that failed on a server and were replayed on another.", |s| {
+        s.counters.retried_elsewhere.load(Relaxed)
+    }),
+    ("upstream_connect_errors", "Failed connection attempts to a server.", |s| {
+        s.counters.connect_errors.load(Relaxed)
+    }),
+    ("upstream_connections_opened", "Connections opened to a server.", |s| {
+        s.counters.connections_opened.load(Relaxed)
+    }),
+    ("upstream_connections_reused", "Requests sent over a pooled connection.", |s| {
+        s.counters.connections_reused.load(Relaxed)
+    }),
+    ("upstream_errors", "Requests that failed after reaching a server.", |s| {
+        s.counters.upstream_errors.load(Relaxed)
+    }),
+    ("upstream_timeouts", "Responses that did not arrive within response_timeout.", |s| {
+        s.counters.timeouts.load(Relaxed)
+    }),
     ("tcp_bytes_to_server", "Bytes relayed from clients to a server (TCP listeners).", |s| {
-        &s.counters.bytes_to_server
+        s.counters.bytes_to_server.load(Relaxed)
     }),
     ("tcp_bytes_to_client", "Bytes relayed from a server to clients (TCP listeners).", |s| {
-        &s.counters.bytes_to_client
+        s.counters.bytes_to_client.load(Relaxed)
     }),
+    ("health_checks", "Active health checks run against a server.", |s| s.health.checks()),
+    ("health_check_failures", "Active health checks a server failed.", |s| s.health.failures()),
 ];
 
 fn encode_server_counters(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {
@@ -125,7 +142,7 @@ fn encode_server_counters(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) 
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (pool, server) in servers(pools) {
             let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
-            ConstCounter::new(read(server).load(Relaxed)).encode(family.encode_family(&labels)?)?;
+            ConstCounter::new(read(server)).encode(family.encode_family(&labels)?)?;
         }
     }
     Ok(())
@@ -172,6 +189,12 @@ fn encode_latency(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::
 }
 
 fn encode_pool_counters(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {
+    let help = "Retries refused because the pool's retry budget was spent.";
+    let mut family = encoder.encode_descriptor("retry_budget_exhausted", help, None, MetricType::Counter)?;
+    for pool in pools {
+        let labels: &Labels = &[("pool", &pool.name)];
+        ConstCounter::new(pool.budget.exhausted.load(Relaxed)).encode(family.encode_family(&labels)?)?;
+    }
     let help = "Responses the node answered itself, by status code.";
     let mut family = encoder.encode_descriptor("local_responses", help, None, MetricType::Counter)?;
     for pool in pools {
@@ -193,7 +216,10 @@ fn encode_pool_counters(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) ->
 /// One per-pool session counter family: name, help, and how to read it.
 type SessionCounter = (&'static str, &'static str, fn(&Affinity) -> u64);
 
-const SESSION_COUNTERS: [SessionCounter; 8] = [
+const SESSION_COUNTERS: [SessionCounter; 9] = [
+    ("sessions_moved", "Sessions re-bound to another server because theirs failed or left.", |a| {
+        a.counters.sessions_moved.load(Relaxed)
+    }),
     ("sessions_created", "Sessions started here.", |a| a.table.counters().created.load(Relaxed)),
     ("sessions_adopted", "Sessions another node issued, continued here.", |a| {
         a.table.counters().adopted.load(Relaxed)

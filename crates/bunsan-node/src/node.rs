@@ -10,8 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminContext};
+use crate::connections::ConnectionTable;
 use crate::error::NodeError;
-use crate::listener::{accept_loop, bind, bind_listener};
+use crate::health::{Target, Transition};
+use crate::listener::{accept_loop, bind, bind_listener, Shared};
+use crate::state::Command;
 use crate::state::StateBoard;
 use crate::topology::Topology;
 
@@ -57,15 +60,31 @@ impl Node {
         };
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let connections = Arc::new(ConnectionTable::default());
+        let shared = Shared {
+            board: board.clone(),
+            connections: connections.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        };
         let listeners = bound.iter().map(|b| (b.name.clone(), b.addr)).collect();
         for b in bound {
             tracing::info!(listener = %b.name, addr = %b.addr, "listening");
-            tokio::spawn(accept_loop(b, board.clone(), tracker.clone(), shutdown.clone()));
+            tokio::spawn(accept_loop(b, shared.clone()));
         }
+        let listener_names = config.listeners.iter().map(|l| l.name.clone()).collect();
         let admin_addr = admin.map(|(socket, addr, token)| {
-            start_admin(socket, token, &board, &tracker, &shutdown);
+            let ctx = AdminContext {
+                registry: crate::metrics::registry(board.clone()),
+                board: board.clone(),
+                token,
+                connections,
+                listeners: listener_names,
+            };
+            tokio::spawn(admin::serve(socket, Arc::new(ctx), tracker.clone(), shutdown.clone()));
             addr
         });
+        start_health_checks(&board, &shutdown);
         tokio::spawn(housekeeping(board.clone(), shutdown.clone()));
         Ok(Self { board, listeners, admin: admin_addr, tracker, shutdown })
     }
@@ -106,21 +125,9 @@ fn bind_admin(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr),
     Ok((socket, bound))
 }
 
-fn start_admin(
-    socket: tokio::net::TcpListener,
-    token: Option<bunsan_config::Secret>,
-    board: &Arc<StateBoard>,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-) {
-    let registry = crate::metrics::registry(board.clone());
-    let ctx = Arc::new(AdminContext { board: board.clone(), registry, token });
-    tokio::spawn(admin::serve(socket, ctx, tracker.clone(), shutdown.clone()));
-}
-
-/// Once a second: closes pooled upstream connections idle too long, and ends sessions
-/// whose clients have been gone longer than `idle_timeout` (or that outlived
-/// `max_lifetime`), closing their connections.
+/// Once a second: closes pooled upstream connections idle too long, ends sessions whose
+/// clients have been gone longer than `idle_timeout` (or that outlived `max_lifetime`),
+/// closing their connections, and re-admits servers whose ejection is over.
 async fn housekeeping(board: Arc<StateBoard>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     loop {
@@ -136,7 +143,35 @@ async fn housekeeping(board: Arc<StateBoard>, shutdown: CancellationToken) {
             if let Some(affinity) = &pool.affinity {
                 affinity.table.sweep();
             }
+            crate::outlier::readmit_due(&board, pool);
         }
+    }
+}
+
+/// Starts active health checks for every pool that has them; their verdicts go to the
+/// state board like every other input.
+fn start_health_checks(board: &Arc<StateBoard>, shutdown: &CancellationToken) {
+    for pool in &board.topology().pools {
+        let Some(config) = pool.settings.health.clone() else { continue };
+        let targets = pool.servers.iter().enumerate().map(|(index, server)| {
+            let mut target = Target::new(
+                pool.name.clone(),
+                server.name.clone(),
+                index,
+                server.addr,
+                server.addr_text.clone(),
+            );
+            target.counters = server.health.clone();
+            target
+        });
+        let (board, pool_index) = (board.clone(), pool.index);
+        let report = move |target: &Target, transition: Transition, _why: &str| {
+            let up = transition == Transition::Up;
+            if let Err(error) = board.apply_at(pool_index, target.index, Command::Health(up)) {
+                tracing::warn!(pool = %target.pool, server = %target.server, %error, "cannot record a health check result");
+            }
+        };
+        crate::health::spawn(targets.collect(), config, report, shutdown.clone());
     }
 }
 

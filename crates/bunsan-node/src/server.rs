@@ -6,12 +6,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bunsan_config::ServerConfig;
 use bunsan_core::{Candidate, ServerState};
 
+use crate::health::HealthCounters;
 use crate::metrics::LatencyHistogram;
 use crate::upstream::IdlePool;
 
@@ -33,6 +34,8 @@ pub struct Server {
     pub counters: Counters,
     /// Idle keep-alive connections to this server.
     pub(crate) idle: IdlePool,
+    /// Active health check counters (zero when the pool has no checks).
+    pub health: Arc<HealthCounters>,
 }
 
 /// What decides a server's effective state (see [`crate::state`] for the rule).
@@ -42,6 +45,10 @@ pub(crate) struct Control {
     pub admin: ServerState,
     /// An operator's pin: holds over everything until released.
     pub pin: Option<ServerState>,
+    /// Active health checks found the server down (`fall` failed checks in a row).
+    pub health_down: bool,
+    /// Passive detection ejected the server (consecutive failures of real traffic).
+    pub ejected: bool,
 }
 
 impl Server {
@@ -53,9 +60,15 @@ impl Server {
             addr_text: config.addr_text.clone(),
             capacity: AtomicU32::new(config.capacity.max(1)),
             state: AtomicU8::new(config.state.to_u8()),
-            control: Mutex::new(Control { admin: config.state, pin: None }),
+            control: Mutex::new(Control {
+                admin: config.state,
+                pin: None,
+                health_down: false,
+                ejected: false,
+            }),
             counters: Counters::default(),
             idle,
+            health: Arc::default(),
         }
     }
 
@@ -159,6 +172,19 @@ pub struct Counters {
     pub bytes_to_client: AtomicU64,
     /// Time to response head, for `/metrics`.
     pub latency: LatencyHistogram,
+    /// Changes of the effective state.
+    pub state_changes: AtomicU64,
+    /// Failures of real traffic in a row (connect failed, reset, timeout, 5xx); a success
+    /// resets it.
+    pub consecutive_failures: AtomicU32,
+    /// Ejections by passive detection in a row (each doubles the next one's length).
+    pub ejections_in_a_row: AtomicU32,
+    /// Ejections by passive detection since start.
+    pub ejections: AtomicU64,
+    /// While ejected: when the ejection ends, in milliseconds on [`crate::clock`]; 0 = not ejected.
+    pub ejected_until_ms: AtomicU64,
+    /// Requests that failed on this server and were replayed on another one.
+    pub retried_elsewhere: AtomicU64,
     latency_ewma_bits: AtomicU64,
 }
 

@@ -1,10 +1,16 @@
 //! The one place that decides a server's effective state.
 //!
-//! Inputs: the administrative state (from config, or set by an operator without a pin)
-//! and an operator's pin. Rule: a pin wins over everything until released; otherwise
-//! the administrative state applies. (Health checks and control-plane reports will join
-//! here, below pins.) Every change is logged, applied to the server's atomic state, and
-//! published as a new topology snapshot with the pool's selector rebuilt.
+//! Inputs: an operator's pin; the administrative state (from config, or set by an operator
+//! without a pin); active health checks; passive detection (ejection). The rule:
+//!
+//! 1. a pin wins over everything until it is released;
+//! 2. `maint` (administrative) holds whatever the checks say;
+//! 3. a server found down by health checks, or ejected by passive detection, is `down`;
+//! 4. otherwise the administrative state applies (`ready` or `drain`).
+//!
+//! (Control-plane reports will join below health.) Every change is logged, counted,
+//! applied to the server's atomic state, and published as a new topology snapshot with
+//! the pool's selector rebuilt.
 
 use std::sync::{Arc, Mutex};
 
@@ -42,15 +48,19 @@ pub struct StateBoard {
     writer: Mutex<()>,
 }
 
-/// What an operator asks for.
+/// A change to one of a server's state inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    /// Set the administrative state; the next change from another source may apply on top.
+    /// An operator sets the administrative state (`ready`, `drain`, `maint`).
     Set(ServerState),
-    /// Pin the state until released.
+    /// An operator pins the state until released.
     Pin(ServerState),
-    /// Release a pin.
+    /// An operator releases a pin.
     Release,
+    /// Active health checks: up (`true`) or down.
+    Health(bool),
+    /// Passive detection ejects (`true`) or re-admits the server.
+    Eject(bool),
 }
 
 impl StateBoard {
@@ -64,8 +74,17 @@ impl StateBoard {
         self.topology.load()
     }
 
-    /// Applies an operator's command to `pool`/`server` and returns the new effective state.
+    /// Applies `command` to `pool`/`server` (by name) and returns the new effective state.
     pub fn apply(&self, pool: &str, server: &str, command: Command) -> Result<ServerState, StateError> {
+        let snapshot = self.topology.load();
+        let (index, found) = snapshot.pool(pool).ok_or_else(|| StateError::UnknownPool(pool.to_owned()))?;
+        let position = found.servers.iter().position(|s| s.name == server);
+        let unknown = || StateError::UnknownServer { pool: pool.to_owned(), server: server.to_owned() };
+        self.apply_at(index, position.ok_or_else(unknown)?, command)
+    }
+
+    /// Applies `command` to server `server` of pool `pool` (indices into the topology).
+    pub fn apply_at(&self, pool: usize, server: usize, command: Command) -> Result<ServerState, StateError> {
         if let Command::Set(s) | Command::Pin(s) = command {
             if s == ServerState::Down {
                 return Err(StateError::NotSettable(s));
@@ -73,13 +92,14 @@ impl StateBoard {
         }
         let _writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let snapshot = self.topology.load_full();
-        let (index, found) = snapshot.pool(pool).ok_or_else(|| StateError::UnknownPool(pool.to_owned()))?;
-        let target = found
-            .server(server)
-            .ok_or_else(|| StateError::UnknownServer { pool: pool.to_owned(), server: server.to_owned() })?;
+        let found = snapshot.pools.get(pool).ok_or_else(|| StateError::UnknownPool(format!("#{pool}")))?;
+        let target = found.servers.get(server).ok_or_else(|| StateError::UnknownServer {
+            pool: found.name.clone(),
+            server: format!("#{server}"),
+        })?;
         let state = update_control(target, command);
-        if publish_state(pool, target, state) {
-            self.topology.store(Arc::new(snapshot.with_pool(index, found.rebuilt())));
+        if publish_state(&found.name, target, state, command) {
+            self.topology.store(Arc::new(snapshot.with_pool(pool, found.rebuilt())));
         }
         Ok(state)
     }
@@ -92,29 +112,40 @@ fn update_control(server: &Server, command: Command) -> ServerState {
         Command::Set(state) => control.admin = state,
         Command::Pin(state) => control.pin = Some(state),
         Command::Release => control.pin = None,
+        Command::Health(up) => control.health_down = !up,
+        Command::Eject(ejected) => control.ejected = ejected,
     }
     effective(&control)
 }
 
-/// The rule: a pin, else the administrative state.
+/// The rule of the module doc.
 fn effective(control: &Control) -> ServerState {
-    control.pin.unwrap_or(control.admin)
+    if let Some(pinned) = control.pin {
+        return pinned;
+    }
+    match control.admin {
+        ServerState::Maint => ServerState::Maint,
+        _ if control.health_down || control.ejected => ServerState::Down,
+        admin => admin,
+    }
 }
 
 /// Stores a new effective state; returns whether it changed.
-fn publish_state(pool: &str, server: &Server, state: ServerState) -> bool {
+fn publish_state(pool: &str, server: &Server, state: ServerState, cause: Command) -> bool {
     let old = server.state();
     if old == state {
         return false;
     }
     server.set_effective_state(state);
-    tracing::info!(pool, server = %server.name, from = %old, to = %state, "server state changed");
+    server.counters.state_changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(pool, server = %server.name, from = %old, to = %state, ?cause, "server state changed");
     true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn board() -> StateBoard {
         let config = bunsan_config::parse(
@@ -159,6 +190,21 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(topology.pools[0].pick(None, &[]), Some(0));
         }
+    }
+
+    #[test]
+    fn health_and_ejection_take_a_server_down_below_maint_and_pins() {
+        let board = board();
+        assert_eq!(board.apply("app", "a", Command::Health(false)), Ok(ServerState::Down));
+        assert_eq!(board.apply("app", "a", Command::Eject(true)), Ok(ServerState::Down));
+        assert_eq!(board.apply("app", "a", Command::Health(true)), Ok(ServerState::Down), "still ejected");
+        assert_eq!(board.apply("app", "a", Command::Set(ServerState::Maint)), Ok(ServerState::Maint));
+        assert_eq!(board.apply("app", "a", Command::Set(ServerState::Drain)), Ok(ServerState::Down));
+        assert_eq!(board.apply("app", "a", Command::Pin(ServerState::Ready)), Ok(ServerState::Ready));
+        assert_eq!(board.apply("app", "a", Command::Release), Ok(ServerState::Down));
+        assert_eq!(board.apply("app", "a", Command::Eject(false)), Ok(ServerState::Drain));
+        let changes = board.topology().pools[0].servers[0].counters.state_changes.load(Relaxed);
+        assert_eq!(changes, 6);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Half-close is honoured: when one side finishes sending, the relay shuts down its
 //! write half towards the other side and keeps copying the opposite direction. With
 //! `client-ip` affinity a client keeps its server across connections; its session's idle
-//! clock runs from the close of its last connection.
+//! clock runs from the close of its last connection, and if its server cannot be reached
+//! the session moves to the next one.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,20 +15,25 @@ use http::HeaderMap;
 use tokio::io::copy_bidirectional;
 use tokio::net::TcpStream;
 
-use crate::affinity::Decision;
+use crate::affinity::{Affinity, Decision};
+use crate::connections::{Link, Registration};
 use crate::http::key::ip_key;
+use crate::outlier::{self, Verdict};
 use crate::server::InFlight;
 use crate::session::ClientSessions;
 use crate::state::StateBoard;
 use crate::topology::Pool;
 use crate::upstream::{connect_tcp, Sender};
 
-/// Relays one accepted client connection for listener `listener`.
-pub async fn relay(mut client: TcpStream, peer: SocketAddr, listener: usize, board: Arc<StateBoard>) {
-    let Some(pool) = board.topology().pool_for_listener(listener).cloned() else { return };
+/// Relays one accepted client connection; `entry` is its place in the connection table
+/// (it leaves the table when the relay ends).
+pub async fn relay(mut client: TcpStream, peer: SocketAddr, entry: Registration, board: Arc<StateBoard>) {
+    let link = &entry.link;
+    let Some(pool) = board.topology().pool_for_listener(link.listener).cloned() else { return };
     // Lives as long as the relay: dropping it detaches the client's session.
     let sessions = ClientSessions::new();
-    let Some((mut upstream, in_flight)) = connect_any(&pool, peer, &sessions).await else {
+    let target = Target { pool: &pool, board: &board, link, peer };
+    let Some((mut upstream, in_flight)) = target.connect_any(&sessions).await else {
         tracing::warn!(pool = %pool.name, client = %peer, "no server could take the TCP connection");
         return;
     };
@@ -41,53 +47,89 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, listener: usize, boa
     }
 }
 
-/// Connects to the client's session server if it has one, else to a server the balancer
-/// picks, trying each eligible server at most once.
-async fn connect_any(
-    pool: &Pool,
+/// One client connection looking for a server.
+struct Target<'a> {
+    pool: &'a Pool,
+    board: &'a StateBoard,
+    link: &'a Link,
     peer: SocketAddr,
-    sessions: &ClientSessions<u32, Sender>,
-) -> Option<(TcpStream, InFlight)> {
-    let mut tried = Vec::new();
-    let affinity = pool.affinity.as_ref();
-    let decision =
-        affinity.map(|a| a.resolve(&pool.name, &pool.servers, &HeaderMap::new(), peer.ip(), sessions));
-    if let (Some(Decision::Continue { key, server }), Some(affinity)) = (decision, affinity) {
-        if let Some(connected) = connect_to(pool, server).await {
-            return Some(connected);
-        }
-        affinity.table.invalidate(&key);
-        tried.push(server);
-    }
-    let key = Some(ip_key(peer.ip()));
-    while let Some(index) = pool.pick(key, &tried) {
-        if let Some(connected) = connect_to(pool, index).await {
-            if let Some(affinity) = affinity {
-                let name = &pool.servers[index].name;
-                affinity.start(&pool.name, index, name, peer.ip(), false, sessions);
-            }
-            return Some(connected);
-        }
-        tried.push(index);
-    }
-    pool.counters.no_server.fetch_add(1, Relaxed);
-    None
 }
 
-/// Connects to server `index` of `pool`, counting the outcome.
-async fn connect_to(pool: &Pool, index: usize) -> Option<(TcpStream, InFlight)> {
-    let in_flight = pool.servers.get(index)?.begin();
-    let server = in_flight.server();
-    match connect_tcp(server.addr, pool.settings.connect_timeout).await {
-        Ok(stream) => {
-            server.counters.connections_opened.fetch_add(1, Relaxed);
-            server.counters.requests_total.fetch_add(1, Relaxed);
-            Some((stream, in_flight))
+impl Target<'_> {
+    /// Connects to the client's session server if it has one, else to a server the
+    /// balancer picks, trying each eligible server at most once.
+    async fn connect_any(&self, sessions: &ClientSessions<u32, Sender>) -> Option<(TcpStream, InFlight)> {
+        let pool = self.pool;
+        let affinity = pool.affinity.as_ref();
+        let decision = affinity
+            .map(|a| a.resolve(&pool.name, &pool.servers, &HeaderMap::new(), self.peer.ip(), sessions));
+        let mut tried = Vec::new();
+        let mut moving = None;
+        match decision {
+            Some(Decision::Continue { key, server, .. }) => match self.connect_to(server).await {
+                Some(connected) => return Some(connected),
+                None => {
+                    tried.push(server);
+                    moving = Some(key);
+                }
+            },
+            Some(Decision::Move { key, .. }) => moving = Some(key),
+            _ => {}
         }
-        Err(error) => {
-            server.counters.connect_errors.fetch_add(1, Relaxed);
-            tracing::warn!(pool = %pool.name, server = %server.name, %error, "upstream connect failed");
-            None
+        let key = Some(ip_key(self.peer.ip()));
+        while let Some(index) = pool.pick(key, &tried) {
+            if let Some(connected) = self.connect_to(index).await {
+                if let Some(affinity) = affinity {
+                    self.bind_session(affinity, moving, index, sessions);
+                }
+                return Some(connected);
+            }
+            tried.push(index);
+        }
+        pool.counters.no_server.fetch_add(1, Relaxed);
+        None
+    }
+
+    /// Moves the client's session to server `index`, or starts one there.
+    fn bind_session(
+        &self,
+        affinity: &Affinity,
+        moving: Option<[u8; 16]>,
+        index: usize,
+        sessions: &ClientSessions<u32, Sender>,
+    ) {
+        let pool = self.pool;
+        let name = &pool.servers[index].name;
+        let moved = moving.and_then(|key| affinity.moved(&pool.name, key, None, index, name, false));
+        if moved.is_none() {
+            affinity.start(&pool.name, index, name, self.peer.ip(), false, sessions);
+        }
+    }
+
+    /// Connects to server `index`, counting the outcome for metrics, passive detection
+    /// and the connection table (a failed server re-points the client's entry).
+    async fn connect_to(&self, index: usize) -> Option<(TcpStream, InFlight)> {
+        let pool = self.pool;
+        let in_flight = pool.servers.get(index)?.begin();
+        let server = in_flight.server();
+        if self.link.association().is_some() {
+            self.link.failovers.fetch_add(1, Relaxed);
+        }
+        self.link.associate(pool.index, index);
+        match connect_tcp(server.addr, pool.settings.connect_timeout).await {
+            Ok(stream) => {
+                server.counters.connections_opened.fetch_add(1, Relaxed);
+                server.counters.requests_total.fetch_add(1, Relaxed);
+                self.link.requests.fetch_add(1, Relaxed);
+                outlier::record(self.board, pool, index, Verdict::Healthy);
+                Some((stream, in_flight))
+            }
+            Err(error) => {
+                server.counters.connect_errors.fetch_add(1, Relaxed);
+                tracing::warn!(pool = %pool.name, server = %server.name, %error, "upstream connect failed");
+                outlier::record(self.board, pool, index, Verdict::Failed);
+                None
+            }
         }
     }
 }

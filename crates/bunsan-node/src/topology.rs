@@ -9,11 +9,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bunsan_config::{Config, HashKey, PoolConfig};
+use bunsan_config::{Config, HashKey, HealthConfig, OutlierConfig, PoolConfig, RetryConfig};
 use bunsan_core::{Algorithm, PickContext, Selector, SessionKey};
 
 use crate::affinity::Affinity;
 use crate::error::NodeError;
+use crate::retry::RetryBudget;
 use crate::server::Server;
 use crate::upstream::IdlePool;
 
@@ -32,8 +33,8 @@ impl Topology {
     pub fn from_config(config: &Config, session_key: Option<Arc<SessionKey>>) -> Result<Self, NodeError> {
         let sticky = config.pools.iter().filter(|p| p.affinity.is_some()).count().max(1);
         let per_pool = (config.node.max_sessions / sticky).max(1);
-        let build = |p| Arc::new(Pool::from_config(p, session_key.clone(), per_pool));
-        let pools: Vec<Arc<Pool>> = config.pools.iter().map(build).collect();
+        let build = |(i, p)| Arc::new(Pool::from_config(i, p, session_key.clone(), per_pool));
+        let pools: Vec<Arc<Pool>> = config.pools.iter().enumerate().map(build).collect();
         let listener_pool = config
             .listeners
             .iter()
@@ -76,8 +77,14 @@ pub struct PoolSettings {
     pub hash_key: Option<HashKey>,
     /// Upstream connect timeout.
     pub connect_timeout: Duration,
-    /// Time from the request being sent to the response head.
+    /// Time from the request being sent to the response head, per attempt.
     pub response_timeout: Duration,
+    /// Passive detection, if on.
+    pub outlier: Option<OutlierConfig>,
+    /// Replay rules.
+    pub retry: RetryConfig,
+    /// Active health checks, if any.
+    pub health: Option<HealthConfig>,
 }
 
 /// Seed 001's representative name: servers doing the same job, and the selector that
@@ -86,6 +93,8 @@ pub struct PoolSettings {
 pub struct Pool {
     /// The pool's name.
     pub name: String,
+    /// Its index in the topology (config order).
+    pub index: usize,
     /// Its settings.
     pub settings: PoolSettings,
     /// Its servers, in config order (selector indices refer to this order).
@@ -96,6 +105,8 @@ pub struct Pool {
     pub counters: Arc<PoolCounters>,
     /// Session affinity (seed 000), if the pool has it.
     pub affinity: Option<Arc<Affinity>>,
+    /// How many retries the pool may still make.
+    pub budget: Arc<RetryBudget>,
 }
 
 /// Responses the node answered itself for a pool, by status.
@@ -112,7 +123,12 @@ pub struct PoolCounters {
 }
 
 impl Pool {
-    fn from_config(config: &PoolConfig, key: Option<Arc<SessionKey>>, max_sessions: usize) -> Self {
+    fn from_config(
+        index: usize,
+        config: &PoolConfig,
+        key: Option<Arc<SessionKey>>,
+        max_sessions: usize,
+    ) -> Self {
         let servers: Vec<Arc<Server>> = config
             .servers
             .iter()
@@ -123,6 +139,9 @@ impl Pool {
             hash_key: config.hash_key.clone(),
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
+            outlier: config.outlier.clone(),
+            retry: config.retry.clone(),
+            health: config.health.clone(),
         };
         let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
         let affinity = config
@@ -130,7 +149,9 @@ impl Pool {
             .as_ref()
             .map(|a| Arc::new(Affinity::new(a, &config.name, &names, key, max_sessions)));
         let selector = Selector::build(settings.algorithm, &servers);
-        Self { name: config.name.clone(), settings, servers, selector, counters: Arc::default(), affinity }
+        let budget = Arc::new(RetryBudget::new(&config.retry));
+        let name = config.name.clone();
+        Self { name, index, settings, servers, selector, counters: Arc::default(), affinity, budget }
     }
 
     /// The same pool with its selector rebuilt over the servers' current states; counters
@@ -138,11 +159,13 @@ impl Pool {
     pub fn rebuilt(&self) -> Self {
         Self {
             name: self.name.clone(),
+            index: self.index,
             settings: self.settings.clone(),
             servers: self.servers.clone(),
             selector: Selector::build(self.settings.algorithm, &self.servers),
             counters: self.counters.clone(),
             affinity: self.affinity.clone(),
+            budget: self.budget.clone(),
         }
     }
 

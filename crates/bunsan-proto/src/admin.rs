@@ -133,3 +133,49 @@ pub struct SessionInfo {
     /// Seconds since its last client connection closed; `None` while one is open.
     pub idle_seconds: Option<f64>,
 }
+
+/// `GET /v1/connections`: the connection table (seed 002) — which server each client
+/// connection is associated with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionsReport {
+    /// Open client connections.
+    pub total: usize,
+    /// Of those, connections not associated with a server yet.
+    pub unassociated: usize,
+    /// Connections per server they are associated with.
+    pub servers: Vec<ServerConnections>,
+    /// The oldest connections.
+    pub sample: Vec<ConnectionInfo>,
+}
+
+/// Client connections associated with one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerConnections {
+    /// The pool.
+    pub pool: String,
+    /// The server.
+    pub server: String,
+    /// How many client connections are associated with it.
+    pub connections: usize,
+}
+
+/// One client connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// Its id in the table.
+    pub id: u64,
+    /// The client's address.
+    pub client: String,
+    /// The listener it came in on.
+    pub listener: String,
+    /// The pool and server it is associated with, if any.
+    pub pool: Option<String>,
+    /// See `pool`.
+    pub server: Option<String>,
+    /// Seconds since it was accepted.
+    pub age_seconds: f64,
+    /// Requests it has sent (1 for a TCP relay).
+    pub requests: u64,
+    /// Times a request of it moved to another server after a failure.
+    pub failovers: u64,
+}

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::connections::ConnectionTable;
 use crate::state::StateBoard;
 
 /// What the admin handlers share.
@@ -28,6 +29,10 @@ pub struct AdminContext {
     pub registry: Registry,
     /// The bearer token callers must present, if any.
     pub token: Option<Secret>,
+    /// Every open client connection.
+    pub connections: Arc<ConnectionTable>,
+    /// Listener names, by index.
+    pub listeners: Vec<String>,
 }
 
 /// Serves the admin API on `listener` until `shutdown`.

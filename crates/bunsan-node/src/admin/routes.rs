@@ -9,7 +9,7 @@ use serde::Serialize;
 use bunsan_core::{ServerState, SessionId};
 use bunsan_proto::admin::{ErrorBody, StateChange};
 
-use super::view::{pool_detail, pool_summary, server_status, sessions};
+use super::view::{connections, pool_detail, pool_summary, server_status, sessions};
 use super::AdminContext;
 use crate::state::{Command, StateError};
 
@@ -33,9 +33,12 @@ pub async fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Reply {
         (Method::DELETE, ["v1", "pools", pool, "servers", server, "pin"]) => {
             apply(ctx, pool, server, Command::Release)
         }
+        (Method::GET, ["v1", "connections"]) => {
+            json(StatusCode::OK, &connections(&ctx.connections, &ctx.board.topology().pools, &ctx.listeners))
+        }
         (Method::GET, ["v1", "sessions"]) => json(StatusCode::OK, &sessions(&ctx.board.topology().pools)),
         (Method::DELETE, ["v1", "sessions", id]) => end_session(ctx, id),
-        (_, ["metrics"] | ["v1", "pools" | "sessions", ..]) => {
+        (_, ["metrics"] | ["v1", "pools" | "sessions" | "connections", ..]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".into())
         }
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),

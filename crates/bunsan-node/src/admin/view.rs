@@ -4,9 +4,14 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bunsan_core::SessionId;
 
+use std::sync::Arc;
+
 use bunsan_proto::admin::{
-    PoolDetail, PoolSessions, PoolSummary, ServerSessions, ServerStatus, SessionInfo, SessionsReport,
+    ConnectionInfo, ConnectionsReport, PoolDetail, PoolSessions, PoolSummary, ServerConnections,
+    ServerSessions, ServerStatus, SessionInfo, SessionsReport,
 };
+
+use crate::connections::ConnectionTable;
 
 use crate::server::Server;
 use crate::topology::Pool;
@@ -83,4 +88,43 @@ pub fn sessions(pools: &[std::sync::Arc<Pool>]) -> SessionsReport {
         }));
     }
     report
+}
+
+/// How many connections `GET /v1/connections` shows as a sample.
+const CONNECTION_SAMPLE: usize = 20;
+
+/// The connection table, as `GET /v1/connections` shows it.
+pub fn connections(table: &ConnectionTable, pools: &[Arc<Pool>], listeners: &[String]) -> ConnectionsReport {
+    let name = |pool: usize, server: usize| {
+        let pool = pools.get(pool)?;
+        Some((pool.name.clone(), pool.servers.get(server)?.name.clone()))
+    };
+    let (counts, unassociated) = table.counts();
+    let mut servers: Vec<ServerConnections> = counts
+        .into_iter()
+        .filter_map(|((p, s), connections)| {
+            let (pool, server) = name(p, s)?;
+            Some(ServerConnections { pool, server, connections })
+        })
+        .collect();
+    servers.sort_by(|a, b| (&a.pool, &a.server).cmp(&(&b.pool, &b.server)));
+    let sample = table
+        .sample(CONNECTION_SAMPLE)
+        .into_iter()
+        .map(|entry| {
+            let link = &entry.link;
+            let (pool, server) = link.association().and_then(|(p, s)| name(p, s)).unzip();
+            ConnectionInfo {
+                id: entry.id,
+                client: link.client.to_string(),
+                listener: listeners.get(link.listener).cloned().unwrap_or_default(),
+                pool,
+                server,
+                age_seconds: crate::connections::age(link).as_secs_f64(),
+                requests: link.requests.load(Relaxed),
+                failovers: link.failovers.load(Relaxed),
+            }
+        })
+        .collect();
+    ConnectionsReport { total: table.len(), unassociated, servers, sample }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
@@ -15,23 +16,38 @@ use crate::affinity::Table;
 use crate::server::InFlight;
 use crate::upstream::Sender;
 
-/// A client's request body on its way to a server. Tells the proxy when it has been
-/// sent completely, because the response timeout starts only then (a slow upload is
-/// not a slow server).
+/// A client's request body on its way to a server: either buffered whole (so it can be
+/// replayed) or streamed from the client, after whatever part was read while trying to
+/// buffer it. A streamed body tells the proxy when it has been sent completely, because
+/// the response timeout starts only then (a slow upload is not a slow server).
 #[derive(Debug)]
 pub struct ForwardBody {
-    inner: Incoming,
+    source: Source,
     sent: Option<oneshot::Sender<()>>,
 }
 
+#[derive(Debug)]
+enum Source {
+    Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+    Streaming { prefix: Option<Bytes>, rest: Incoming },
+}
+
 impl ForwardBody {
-    /// Wraps a client body; the receiver fires once it has been sent (or dropped).
-    pub(crate) fn new(inner: Incoming) -> (Self, Option<oneshot::Receiver<()>>) {
-        if inner.is_end_stream() {
-            return (Self { inner, sent: None }, None);
+    /// A body held in memory.
+    pub(crate) fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        let data = (!data.is_empty()).then_some(data);
+        Self { source: Source::Buffered { data, trailers }, sent: None }
+    }
+
+    /// A body streamed from the client after `prefix`; the receiver fires once it has been
+    /// sent (or dropped).
+    pub(crate) fn streaming(prefix: Option<Bytes>, rest: Incoming) -> (Self, Option<oneshot::Receiver<()>>) {
+        let prefix = prefix.filter(|p| !p.is_empty());
+        if prefix.is_none() && rest.is_end_stream() {
+            return (Self { source: Source::Streaming { prefix, rest }, sent: None }, None);
         }
         let (tx, rx) = oneshot::channel();
-        (Self { inner, sent: Some(tx) }, Some(rx))
+        (Self { source: Source::Streaming { prefix, rest }, sent: Some(tx) }, Some(rx))
     }
 }
 
@@ -43,7 +59,16 @@ impl Body for ForwardBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let polled = match &mut self.source {
+            Source::Buffered { data, trailers } => {
+                let frame = data.take().map(Frame::data).or_else(|| trailers.take().map(Frame::trailers));
+                Poll::Ready(frame.map(Ok))
+            }
+            Source::Streaming { prefix, rest } => match prefix.take() {
+                Some(prefix) => Poll::Ready(Some(Ok(Frame::data(prefix)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
+        };
         if matches!(polled, Poll::Ready(None)) {
             if let Some(sent) = self.sent.take() {
                 let _receiver_gone_is_fine = sent.send(());
@@ -53,11 +78,28 @@ impl Body for ForwardBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.source {
+            Source::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            Source::Streaming { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.source {
+            Source::Buffered { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Source::Streaming { prefix, rest } => {
+                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod headers;
 pub mod key;
 pub mod local;
 mod proxy;
+pub mod replay;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::{ConnectionTable, Link, Registration};
 use crate::session::ClientSessions;
 use crate::state::StateBoard;
 use crate::upstream::Sender;
@@ -36,27 +38,39 @@ pub struct HttpContext {
     pub board: Arc<StateBoard>,
     /// `"https"` on TLS listeners, else `"http"`.
     pub proto: &'static str,
+    /// Every open client connection.
+    pub connections: Arc<ConnectionTable>,
     builder: auto::Builder<TokioExecutor>,
 }
 
 impl HttpContext {
     /// A context for listener `listener`.
-    pub fn new(listener: usize, board: Arc<StateBoard>, tls: bool) -> Self {
+    pub fn new(
+        listener: usize,
+        board: Arc<StateBoard>,
+        connections: Arc<ConnectionTable>,
+        tls: bool,
+    ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
         builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_CONCURRENT_STREAMS);
-        Self { listener, board, proto: if tls { "https" } else { "http" }, builder }
+        Self { listener, board, proto: if tls { "https" } else { "http" }, connections, builder }
     }
 }
 
-/// One client connection: its address and the sessions its requests carried (detached
-/// when the connection ends, which starts their idle clocks; seed 000 claim 4).
+/// One client connection: its address, its entry in the connection table, and the
+/// sessions its requests carried (detached when the connection ends, which starts their
+/// idle clocks; seed 000 claim 4).
 #[derive(Debug)]
 pub struct ClientConn {
     /// The client's address.
     pub addr: SocketAddr,
     /// Sessions this connection is attached to.
     pub sessions: ClientSessions<u32, Sender>,
+    /// Keeps the connection in the table until it closes.
+    _registration: Registration,
+    /// Its association with a server, in the connection table.
+    pub link: Arc<Link>,
 }
 
 /// Serves one client connection until it closes; on `shutdown` it finishes the requests
@@ -70,7 +84,10 @@ pub async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_ctx = ctx.clone();
-    let conn_state = Arc::new(ClientConn { addr: client, sessions: ClientSessions::new() });
+    let registration = ctx.connections.register(Link::new(ctx.listener, client));
+    let link = registration.link.clone();
+    let sessions = ClientSessions::new();
+    let conn_state = Arc::new(ClientConn { addr: client, sessions, _registration: registration, link });
     let service = service_fn(move |req| {
         let (ctx, conn) = (service_ctx.clone(), conn_state.clone());
         async move { Ok::<_, Infallible>(proxy::forward(&ctx, &conn, req).await) }

@@ -1,12 +1,15 @@
 //! Forwards one HTTP request: choose a server (a session's own, or the balancer's pick),
-//! lease a connection, send, stream the response back.
+//! lease a connection, send, stream the response back — and when a server fails, move
+//! the request to a second server (seed 002) if that is safe.
 //!
-//! Connect failures are safe to retry anywhere (nothing reached the server), so the
-//! request moves on to another server of the pool until every server has been tried; a
-//! session whose server cannot be reached starts anew on the next one. A pooled
-//! connection found closed before the request was written is replaced by another one to
-//! the same server. Anything that fails after the request was sent is answered, not
-//! replayed.
+//! Safety rules ([`super::replay`] has the details): a request that reached no server
+//! (connect failure, a pooled connection found closed before the request was written)
+//! always moves on, to each server at most once; one that reached a server and failed
+//! before any response byte moves on only if it is idempotent and its body was buffered,
+//! within `retry.attempts` and the pool's retry budget; once the response head is
+//! relayed nothing is retried. The client's connection stays open throughout; its entry
+//! in the connection table is re-pointed to the second server, and a session bound to
+//! the failed server is re-bound there, with a refreshed identifier in the response.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -22,8 +25,10 @@ use super::body::{ConnHome, ForwardBody, ResponseBody};
 use super::headers::{add_forwarding, strip_hop_by_hop, ClientSide};
 use super::key::request_key;
 use super::local::{respond, LocalError};
+use super::replay::{self, Replay};
 use super::{ClientConn, HttpContext};
 use crate::affinity::{Affinity, Decision};
+use crate::outlier::{self, Verdict};
 use crate::server::{InFlight, Server};
 use crate::topology::Pool;
 use crate::upstream::{self, Sender};
@@ -44,83 +49,124 @@ pub async fn forward(
         .map(|a| a.resolve(&pool.name, &pool.servers, req.headers(), ip, &client.sessions));
     let key = pool.settings.hash_key.as_ref().and_then(|k| request_key(k, &req, ip));
     let side = ClientSide { addr: client.addr, proto: ctx.proto };
-    let (mut req, body_sent) = match prepare(req, side) {
-        Ok(prepared) => prepared,
-        Err(why) => return local(&pool, LocalError::BadRequest(why)),
-    };
-    if let Some(affinity) = &pool.affinity {
-        affinity.strip_identifier(req.headers_mut());
+    let (mut parts, body) = req.into_parts();
+    if let Err(why) = rewrite(&mut parts, side) {
+        return local(&pool, LocalError::BadRequest(why));
     }
-    let bound = match session {
-        Some(Decision::Continue { key, server }) => Some((key, server)),
-        _ => None,
+    if let Some(affinity) = &pool.affinity {
+        affinity.strip_identifier(&mut parts.headers);
+    }
+    let retry = &pool.settings.retry;
+    let Ok(prepared) = replay::prepare(parts, body, retry.buffer, retry.attempts > 1).await else {
+        return local(&pool, LocalError::BadRequest("the request body broke off"));
     };
-    Exchange { pool: &pool, client, secure: ctx.proto == "https", key, bound }.run(req, body_sent).await
+    let exchange = Exchange { ctx, pool: &pool, client, key, session, replay: prepared.replay };
+    exchange.run(prepared.request, prepared.body_sent).await
 }
 
 /// One request's way through the pool.
 struct Exchange<'a> {
+    ctx: &'a HttpContext,
     pool: &'a Pool,
     client: &'a ClientConn,
-    secure: bool,
     /// The balancing key (Maglev).
     key: Option<u64>,
-    /// The session this request continues, and its server.
-    bound: Option<([u8; 16], usize)>,
+    /// What affinity decided (`None`: the pool has no affinity).
+    session: Option<Decision>,
+    /// A copy for replays, if the request may be replayed.
+    replay: Option<Replay>,
 }
 
 impl Exchange<'_> {
-    /// Tries servers until one answers or none is left.
+    /// Tries servers until one answers, or no server may be tried any more.
     async fn run(
         mut self,
         mut req: Request<ForwardBody>,
         mut body_sent: Option<oneshot::Receiver<()>>,
     ) -> Response<ResponseBody> {
         let mut tried: Vec<usize> = Vec::new();
+        let mut attempts_left = self.pool.settings.retry.attempts;
+        self.pool.budget.deposit();
+        let mut next = self.next_server(&tried);
         loop {
-            let Some(index) = self.next_server(&tried) else {
-                let error = if tried.is_empty() { LocalError::NoServer } else { LocalError::UpstreamFailed };
-                return local(self.pool, error);
-            };
+            let Some(index) = next else { return local(self.pool, LocalError::NoServer) };
+            self.client.link.associate(self.pool.index, index);
             let in_flight = self.pool.servers[index].begin();
-            let session = self.bound.map(|(key, _)| key);
-            let outcome = attempt(self.pool, in_flight.server(), req, &mut body_sent, session).await;
-            if !matches!(outcome, Outcome::NotSent(_)) {
-                in_flight.server().counters.requests_total.fetch_add(1, Relaxed);
-            }
-            match outcome {
+            let outcome = attempt(self.pool, in_flight.server(), req, &mut body_sent, self.bound_key()).await;
+            self.count(index, &outcome, &in_flight);
+            // An unsent request comes back: nothing reached the server, it may go anywhere.
+            let (failure, unsent) = match outcome {
                 Outcome::Answered(response, sender) => {
                     return self.answered(index, response, sender, in_flight)
                 }
-                Outcome::NotSent(back) => {
-                    tried.push(index);
-                    req = back;
-                    self.abandon_session();
+                Outcome::NotSent(back) => (LocalError::UpstreamFailed, Some(back)),
+                Outcome::Failed => (LocalError::UpstreamFailed, None),
+                Outcome::TimedOut => (LocalError::Timeout, None),
+            };
+            if unsent.is_none() {
+                attempts_left = attempts_left.saturating_sub(1);
+                if self.replay.is_none() || attempts_left == 0 {
+                    return local(self.pool, failure);
                 }
-                Outcome::Failed => return local(self.pool, LocalError::UpstreamFailed),
-                Outcome::TimedOut => return local(self.pool, LocalError::Timeout),
             }
+            tried.push(index);
+            self.leave_server();
+            next = self.next_server(&tried);
+            if next.is_none() {
+                return local(self.pool, failure);
+            }
+            req = match (unsent, &self.replay) {
+                (Some(back), _) => back,
+                (None, Some(replay)) if self.pool.budget.withdraw() => {
+                    in_flight.server().counters.retried_elsewhere.fetch_add(1, Relaxed);
+                    body_sent = None;
+                    replay.request()
+                }
+                _ => return local(self.pool, failure),
+            };
+            self.client.link.failovers.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts an attempt's outcome for metrics and passive detection.
+    fn count(&self, index: usize, outcome: &Outcome, in_flight: &InFlight) {
+        let verdict = match outcome {
+            Outcome::Answered(response, _) if response.status().is_server_error() => Verdict::Failed,
+            Outcome::Answered(..) => Verdict::Healthy,
+            _ => Verdict::Failed,
+        };
+        outlier::record(&self.ctx.board, self.pool, index, verdict);
+        if !matches!(outcome, Outcome::NotSent(_)) {
+            in_flight.server().counters.requests_total.fetch_add(1, Relaxed);
+            self.client.link.requests.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The request leaves a failed server: a session bound to it moves with the request.
+    fn leave_server(&mut self) {
+        if let Some(Decision::Continue { key, issued, .. }) = self.session {
+            self.session = Some(Decision::Move { key, issued });
         }
     }
 
     /// The session's server, else the balancer's pick among servers not tried yet.
     fn next_server(&self, tried: &[usize]) -> Option<usize> {
-        match self.bound {
-            Some((_, server)) => Some(server),
-            None => self.pool.pick(self.key, tried),
+        match self.session {
+            Some(Decision::Continue { server, .. }) => Some(server),
+            _ => self.pool.pick(self.key, tried),
         }
     }
 
-    /// The session's server could not be reached: the session ends, and the request
-    /// starts a new one wherever it goes next (the client gets the new identifier).
-    fn abandon_session(&mut self) {
-        if let (Some((key, _)), Some(affinity)) = (self.bound.take(), &self.pool.affinity) {
-            affinity.table.invalidate(&key);
+    /// The session whose own connection this attempt may use.
+    fn bound_key(&self) -> Option<[u8; 16]> {
+        match self.session {
+            Some(Decision::Continue { key, .. }) => Some(key),
+            _ => None,
         }
     }
 
-    /// Relays the response, starting a session first if the pool has affinity and the
-    /// request had none.
+    /// Relays the response: over the session's connection home if it has one, moving or
+    /// starting a session first when needed.
     fn answered(
         &self,
         index: usize,
@@ -128,14 +174,23 @@ impl Exchange<'_> {
         sender: Sender,
         in_flight: InFlight,
     ) -> Response<ResponseBody> {
-        let Some(affinity) = &self.pool.affinity else {
+        let (Some(affinity), Some(decision)) = (&self.pool.affinity, self.session) else {
             return relay(response, sender, in_flight, ConnHome::Pool);
         };
-        if let Some((key, server)) = self.bound {
-            let home = ConnHome::Session { table: affinity.table.clone(), key, server: server as u32 };
-            return relay(response, sender, in_flight, home);
-        }
-        self.start_session(affinity, index, response, sender, in_flight)
+        let server = &self.pool.servers[index];
+        let secure = self.ctx.proto == "https";
+        let (key, header) = match decision {
+            Decision::Continue { key, .. } => (key, None),
+            Decision::Move { key, issued } => {
+                match affinity.moved(&self.pool.name, key, issued, index, &server.name, secure) {
+                    Some(header) => (key, header),
+                    None => return self.start_session(affinity, index, response, sender, in_flight),
+                }
+            }
+            Decision::Start => return self.start_session(affinity, index, response, sender, in_flight),
+        };
+        let home = ConnHome::Session { table: affinity.table.clone(), key, server: index as u32 };
+        with_header(relay(response, sender, in_flight, home), header)
     }
 
     fn start_session(
@@ -148,19 +203,26 @@ impl Exchange<'_> {
     ) -> Response<ResponseBody> {
         let server = &self.pool.servers[index];
         let ip = self.client.addr.ip();
-        let started =
-            affinity.start(&self.pool.name, index, &server.name, ip, self.secure, &self.client.sessions);
+        let secure = self.ctx.proto == "https";
+        let started = affinity.start(&self.pool.name, index, &server.name, ip, secure, &self.client.sessions);
         let Some(started) = started else {
             return relay(response, sender, in_flight, ConnHome::Pool);
         };
         let home =
             ConnHome::Session { table: affinity.table.clone(), key: started.key, server: index as u32 };
-        let mut reply = relay(response, sender, in_flight, home);
-        if let Some((name, value)) = started.header {
-            reply.headers_mut().append(name, value);
-        }
-        reply
+        with_header(relay(response, sender, in_flight, home), started.header)
     }
+}
+
+/// Adds a session identifier header to a response, if there is one.
+fn with_header(
+    mut reply: Response<ResponseBody>,
+    header: Option<(http::HeaderName, HeaderValue)>,
+) -> Response<ResponseBody> {
+    if let Some((name, value)) = header {
+        reply.headers_mut().append(name, value);
+    }
+    reply
 }
 
 /// How one attempt on one server ended.
@@ -303,13 +365,9 @@ fn local(pool: &Pool, error: LocalError) -> Response<ResponseBody> {
     respond(error, &pool.name)
 }
 
-/// Rewrites a client request into the request sent upstream: origin-form target,
+/// Rewrites a client request's head into the one sent upstream: origin-form target,
 /// `Host` from the authority, HTTP/1.1, hop-by-hop headers out, forwarding headers in.
-fn prepare(
-    req: Request<Incoming>,
-    client: ClientSide<'_>,
-) -> Result<(Request<ForwardBody>, Option<oneshot::Receiver<()>>), &'static str> {
-    let (mut parts, body) = req.into_parts();
+fn rewrite(parts: &mut http::request::Parts, client: ClientSide<'_>) -> Result<(), &'static str> {
     strip_hop_by_hop(&mut parts.headers);
     // hyper already answered any `Expect: 100-continue` towards the client.
     parts.headers.remove(header::EXPECT);
@@ -321,8 +379,7 @@ fn prepare(
     add_forwarding(&mut parts.headers, client, Some(&host));
     parts.uri = origin_form(&parts.uri);
     parts.version = Version::HTTP_11;
-    let (body, sent) = ForwardBody::new(body);
-    Ok((Request::from_parts(parts, body), sent))
+    Ok(())
 }
 
 /// The request target without scheme and authority (`*` stays `*`).
