@@ -29,6 +29,7 @@
 pub mod backend;
 pub mod cert;
 pub mod client;
+pub mod faulty;
 pub mod process;
 pub mod tcp;
 pub mod wait;
@@ -36,6 +37,8 @@ pub mod wait;
 pub use backend::{pattern_byte, Backend, Seen};
 pub use cert::SelfSigned;
 pub use client::{get, Client, Reply};
+pub use faulty::{Hanger, RawRequest, Resetter};
+pub use process::BackendProcess;
 pub use process::Bunsan;
 pub use tcp::TcpEcho;
 pub use wait::eventually;

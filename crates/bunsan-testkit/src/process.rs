@@ -1,15 +1,18 @@
-//! Real `bunsan` processes: start one from a config text, find its bound addresses,
-//! signal it, wait for it to exit. A process still running when dropped is killed.
+//! Real `bunsan` processes: start a node from a config text (or a `bunsan backend`),
+//! find its bound addresses, signal it, wait for it to exit. A process still running
+//! when dropped is killed.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tempfile::TempDir;
+use tempfile::{NamedTempFile, TempDir};
+use tokio::sync::oneshot;
 
 /// How long a node may take to bind its sockets.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,4 +135,155 @@ impl Drop for Bunsan {
             let _ = self.child.wait();
         }
     }
+}
+
+/// How long `bunsan backend` may take to print its address.
+const BACKEND_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a restart on a fixed port retries while the port is still taken.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running `bunsan backend`: a real HTTP server in its own process, for tests that
+/// must kill a backend for real (SIGKILL). Killed when dropped.
+pub struct BackendProcess {
+    /// Its name, sent back in `x-backend`.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+    stderr: NamedTempFile,
+}
+
+impl BackendProcess {
+    /// Starts `bin backend --name NAME` on an ephemeral loopback port; panics (with the
+    /// process's stderr) if it does not start.
+    pub async fn start(bin: &Path, name: &str) -> Self {
+        Self::start_on(bin, name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts `bin backend --listen ADDR --name NAME`, e.g. on the address of one that
+    /// was killed; panics (with the process's stderr) if it does not start.
+    pub async fn start_on(bin: &Path, name: &str, addr: SocketAddr) -> Self {
+        Self::try_start_on(bin, name, addr).await.unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Like [`BackendProcess::start_on`], returning the failure (with stderr) instead.
+    /// Retries for a few seconds while the port is still in use, since a restart on
+    /// the port of a process that just died can race its cleanup.
+    pub async fn try_start_on(bin: &Path, name: &str, addr: SocketAddr) -> Result<Self, String> {
+        let deadline = Instant::now() + REBIND_TIMEOUT;
+        loop {
+            match Self::spawn(bin, name, addr).await {
+                Err(error) if error.contains("Address already in use") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn spawn(bin: &Path, name: &str, addr: SocketAddr) -> Result<Self, String> {
+        let stderr = NamedTempFile::new().map_err(|e| e.to_string())?;
+        let mut child = Command::new(bin)
+            .args(["backend", "--listen", &addr.to_string(), "--name", name])
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr.reopen().map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let first_line = first_line_of(child.stdout.take().expect("stdout is piped"));
+        let mut process = Self { name: name.to_owned(), addr, child, stderr };
+        process.addr = process.await_address(first_line).await?;
+        Ok(process)
+    }
+
+    /// Waits for `listening on ADDR`; on failure, the error carries the process's stderr.
+    async fn await_address(&mut self, first_line: oneshot::Receiver<String>) -> Result<SocketAddr, String> {
+        let line = match tokio::time::timeout(BACKEND_START_TIMEOUT, first_line).await {
+            Ok(Ok(line)) => line,
+            Ok(Err(_)) => String::new(),
+            Err(_) => {
+                let stderr = self.stderr();
+                return Err(format!(
+                    "bunsan backend printed no address within {BACKEND_START_TIMEOUT:?}:\n{stderr}"
+                ));
+            }
+        };
+        if let Some(addr) = line.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok()) {
+            return Ok(addr);
+        }
+        // Stdout ended without an address: the process is exiting; let it finish its log.
+        let status = self.wait_exit(Duration::from_secs(2)).await;
+        Err(format!("bunsan backend did not start ({status:?}, stdout {line:?}):\n{}", self.stderr()))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process with SIGKILL (no cleanup, connections reset) and reaps it, so
+    /// its port is free when this returns.
+    pub fn kill9(&mut self) {
+        if self.signal(Signal::SIGKILL) {
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Asks the process to stop with SIGTERM; see [`BackendProcess::wait_exit`].
+    pub fn terminate(&mut self) {
+        self.signal(Signal::SIGTERM);
+    }
+
+    /// Sends `signal` unless the process was already reaped (its pid may be reused);
+    /// returns whether it was sent.
+    fn signal(&mut self, signal: Signal) -> bool {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return false;
+        }
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal the backend process");
+        true
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the process wrote to stderr so far (its log).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for BackendProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads the first line of `stdout` on a thread (empty if it closes first), then keeps
+/// draining it so the process never blocks or fails on a full or closed pipe.
+fn first_line_of(stdout: ChildStdout) -> oneshot::Receiver<String> {
+    let (send, receive) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = send.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    receive
 }

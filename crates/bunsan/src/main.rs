@@ -1,6 +1,7 @@
 //! The bunsan binary: `serve`, `check`, `ctl` and `demo` over the library crates.
 #![forbid(unsafe_code)]
 
+mod backend_cmd;
 mod check;
 mod ctl;
 mod demo;
@@ -35,6 +36,8 @@ enum Command {
     Ctl(ctl::Args),
     /// Start a complete local setup: a node, three demo backends, traffic, live output.
     Demo(demo::Args),
+    /// Run a small HTTP backend to try bunsan with or test it against.
+    Backend(backend_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check::run(&config),
         Command::Ctl(args) => ctl::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Backend(args) => backend_cmd::run(args),
     };
     match result {
         Ok(code) => code,

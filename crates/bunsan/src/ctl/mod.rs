@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use http::Method;
 
-use bunsan_proto::admin::{PoolDetail, PoolSummary, ServerStatus, SessionsReport, StateChange};
+use bunsan_proto::admin::{
+    ConnectionInfo, ConnectionsReport, PoolDetail, PoolSummary, ServerStatus, SessionsReport, StateChange,
+};
 use client::AdminClient;
 
 /// Arguments of `bunsan ctl`.
@@ -51,6 +53,8 @@ enum CtlCommand {
         /// `POOL/SERVER`.
         target: String,
     },
+    /// Show the connection table: which server each client connection is associated with.
+    Connections,
     /// Show sessions per pool and server, with a sample; or end one.
     Sessions {
         /// End this session now (its identifier is refused from then on).
@@ -84,6 +88,10 @@ async fn execute(client: &AdminClient, args: &Args) -> anyhow::Result<String> {
             let path = format!("/v1/pools/{pool}/servers/{server}");
             let body = client.call(Method::PUT, &path, Some(change)).await?;
             render(args.json, &body, |s: ServerStatus| describe(pool, &s))
+        }
+        CtlCommand::Connections => {
+            let body = client.call(Method::GET, "/v1/connections", None).await?;
+            render(args.json, &body, |report: ConnectionsReport| connections_tables(&report))
         }
         CtlCommand::Sessions { end: Some(id) } => {
             client.call(Method::DELETE, &format!("/v1/sessions/{id}"), None).await?;
@@ -195,4 +203,41 @@ fn session_row(s: &bunsan_proto::admin::SessionInfo) -> Vec<String> {
     let idle = s.idle_seconds.map_or("-".to_owned(), |i| format!("{i:.0}s"));
     let age = format!("{:.0}s", s.age_seconds);
     vec![s.id.clone(), s.pool.clone(), s.server.clone(), age, s.client_connections.to_string(), idle]
+}
+
+fn connections_tables(report: &ConnectionsReport) -> String {
+    let mut rows: Vec<Vec<String>> = report
+        .servers
+        .iter()
+        .map(|s| vec![s.pool.clone(), s.server.clone(), s.connections.to_string()])
+        .collect();
+    if report.unassociated > 0 {
+        rows.push(vec!["-".into(), "(none yet)".into(), report.unassociated.to_string()]);
+    }
+    let mut out = format!("{} client connection(s)\n", report.total);
+    out.push_str(&table::render(&["POOL", "SERVER", "CONNECTIONS"], &rows));
+    if !report.sample.is_empty() {
+        let sample: Vec<Vec<String>> = report.sample.iter().map(connection_row).collect();
+        out.push('\n');
+        let header = ["ID", "CLIENT", "LISTENER", "SERVER", "AGE", "REQUESTS", "FAILOVERS"];
+        out.push_str(&table::render(&header, &sample));
+    }
+    out
+}
+
+fn connection_row(c: &ConnectionInfo) -> Vec<String> {
+    let server = match (&c.pool, &c.server) {
+        (Some(pool), Some(server)) => format!("{pool}/{server}"),
+        _ => "-".to_owned(),
+    };
+    let age = format!("{:.0}s", c.age_seconds);
+    vec![
+        c.id.to_string(),
+        c.client.clone(),
+        c.listener.clone(),
+        server,
+        age,
+        c.requests.to_string(),
+        c.failovers.to_string(),
+    ]
 }

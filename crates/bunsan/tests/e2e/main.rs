@@ -2,10 +2,12 @@
 
 mod admin;
 mod affinity;
+mod backend_cmd;
 mod balancing;
 mod config;
 mod demo;
 mod errors;
+mod failover;
 mod protocols;
 mod shutdown;
 mod tcp;
