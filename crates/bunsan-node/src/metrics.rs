@@ -139,23 +139,31 @@ fn encode_server_counters(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) 
         }
     }
     for (name, help, read) in SERVER_COUNTERS {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (pool, server) in servers(pools) {
-            let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
-            ConstCounter::new(read(server)).encode(family.encode_family(&labels)?)?;
-        }
+        per_server(encoder, (name, help, MetricType::Counter), pools, |s| ConstCounter::new(read(s)))?;
+    }
+    Ok(())
+}
+
+/// One family of `kind` with a `pool, server` labelled value per server.
+fn per_server<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    pools: &[Arc<Pool>],
+    value: impl Fn(&Server) -> M,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (pool, server) in servers(pools) {
+        let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
+        value(server).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
 
 fn encode_server_gauges(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {
     let help = "Requests (HTTP) or connections (TCP) in flight on a server.";
-    let mut family = encoder.encode_descriptor("in_flight", help, None, MetricType::Gauge)?;
-    for (pool, server) in servers(pools) {
-        let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
-        ConstGauge::new(server.counters.in_flight.load(Relaxed) as i64)
-            .encode(family.encode_family(&labels)?)?;
-    }
+    per_server(encoder, ("in_flight", help, MetricType::Gauge), pools, |s| {
+        ConstGauge::new(s.counters.in_flight.load(Relaxed) as i64)
+    })?;
     let help = "1 for a server's effective state, 0 for the others.";
     let mut family = encoder.encode_descriptor("server_state", help, None, MetricType::Gauge)?;
     for (pool, server) in servers(pools) {
@@ -167,12 +175,9 @@ fn encode_server_gauges(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) ->
         }
     }
     let help = "Idle keep-alive connections pooled for a server.";
-    let mut family = encoder.encode_descriptor("upstream_idle_connections", help, None, MetricType::Gauge)?;
-    for (pool, server) in servers(pools) {
-        let labels: &Labels = &[("pool", &pool.name), ("server", &server.name)];
-        ConstGauge::new(server.idle.len() as i64).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    per_server(encoder, ("upstream_idle_connections", help, MetricType::Gauge), pools, |s| {
+        ConstGauge::new(s.idle.len() as i64)
+    })
 }
 
 fn encode_latency(encoder: &mut DescriptorEncoder, pools: &[Arc<Pool>]) -> fmt::Result {

@@ -56,14 +56,31 @@ impl Log {
 }
 
 /// A listening faulty server; dropping it closes the listener and every connection.
+/// What the faulty servers have in common: an address, and a log of what they received.
 #[derive(Debug)]
-struct Server {
-    addr: SocketAddr,
+pub struct FaultyServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
     log: Arc<Log>,
     task: AbortHandle,
 }
 
-impl Server {
+impl FaultyServer {
+    /// Requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.seen().len() as u64
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<RawRequest> {
+        self.log.requests()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.log.connections.load(SeqCst)
+    }
+
     /// Binds `127.0.0.1:0` and runs `handle` for every accepted connection.
     async fn start<F, Fut>(handle: F) -> Self
     where
@@ -78,7 +95,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for FaultyServer {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -100,34 +117,22 @@ where
 }
 
 /// A server that reads one request per connection (head and whatever body arrives
-/// within 100 ms), records it, then resets the connection (RST, not FIN).
+/// within 100 ms), records it, then resets the connection (RST, not FIN). Its log is
+/// read through [`FaultyServer`].
 #[derive(Debug)]
-pub struct Resetter {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    server: Server,
-}
+pub struct Resetter(FaultyServer);
 
 impl Resetter {
     /// Starts a resetter on an ephemeral loopback port.
     pub async fn start() -> Self {
-        let server = Server::start(reset).await;
-        Self { addr: server.addr, server }
+        Self(FaultyServer::start(reset).await)
     }
+}
 
-    /// Requests received so far (each one was answered with a reset).
-    pub fn requests(&self) -> u64 {
-        self.seen().len() as u64
-    }
-
-    /// Every request received so far.
-    pub fn seen(&self) -> Vec<RawRequest> {
-        self.server.log.requests()
-    }
-
-    /// TCP connections accepted so far.
-    pub fn connections(&self) -> u64 {
-        self.server.log.connections.load(SeqCst)
+impl std::ops::Deref for Resetter {
+    type Target = FaultyServer;
+    fn deref(&self) -> &FaultyServer {
+        &self.0
     }
 }
 
@@ -146,34 +151,22 @@ async fn reset(mut stream: TcpStream, log: Arc<Log>) {
 }
 
 /// A server that reads one request per connection, records it, and never answers; the
-/// connection stays open until the client closes it or the hanger is dropped.
+/// connection stays open until the client closes it or the hanger is dropped. Its log is
+/// read through [`FaultyServer`].
 #[derive(Debug)]
-pub struct Hanger {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    server: Server,
-}
+pub struct Hanger(FaultyServer);
 
 impl Hanger {
     /// Starts a hanger on an ephemeral loopback port.
     pub async fn start() -> Self {
-        let server = Server::start(hang).await;
-        Self { addr: server.addr, server }
+        Self(FaultyServer::start(hang).await)
     }
+}
 
-    /// Requests received so far (none was answered).
-    pub fn requests(&self) -> u64 {
-        self.seen().len() as u64
-    }
-
-    /// Every request received so far.
-    pub fn seen(&self) -> Vec<RawRequest> {
-        self.server.log.requests()
-    }
-
-    /// TCP connections accepted so far.
-    pub fn connections(&self) -> u64 {
-        self.server.log.connections.load(SeqCst)
+impl std::ops::Deref for Hanger {
+    type Target = FaultyServer;
+    fn deref(&self) -> &FaultyServer {
+        &self.0
     }
 }
 

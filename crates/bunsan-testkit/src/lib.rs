@@ -37,7 +37,7 @@ pub mod wait;
 pub use backend::{pattern_byte, Backend, Seen};
 pub use cert::SelfSigned;
 pub use client::{get, Client, Reply};
-pub use faulty::{Hanger, RawRequest, Resetter};
+pub use faulty::{FaultyServer, Hanger, RawRequest, Resetter};
 pub use process::BackendProcess;
 pub use process::Bunsan;
 pub use tcp::TcpEcho;

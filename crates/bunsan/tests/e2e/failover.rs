@@ -35,6 +35,17 @@ async fn state_of(node: &Bunsan, server: &str) -> String {
     servers.iter().find(|s| s["name"] == server).map(|s| s["state"].as_str().unwrap().to_owned()).unwrap()
 }
 
+/// Polls the admin API for up to 5 s until `server` is in `state`.
+async fn reaches_state(node: &Bunsan, server: &str, state: &str) -> bool {
+    for _ in 0..50 {
+        if state_of(node, server).await == state {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 fn post(path: &str, body: &'static [u8]) -> Request<Full<Bytes>> {
     Request::post(path).body(Full::new(Bytes::from_static(body))).unwrap()
 }
@@ -229,28 +240,12 @@ async fn health_checks_take_a_server_down_after_fall_and_back_after_rise() {
     let health = "health = { kind = \"tcp\", interval = \"100ms\", timeout = \"100ms\", fall = 3, rise = 2 }";
     let node = Bunsan::start(bin(), &config(&servers, health)).await.unwrap();
     b[1].stop();
-    let mut down = false;
-    for _ in 0..50 {
-        if state_of(&node, "host2").await == "down" {
-            down = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(down, "host2 was not marked down");
+    assert!(reaches_state(&node, "host2", "down").await, "host2 was not marked down");
     for _ in 0..20 {
         assert_eq!(get(node.listener("web"), "/").await.unwrap().header("x-backend"), Some("host1"));
     }
     let _back = Backend::start_on("host2", victim).await;
-    let mut ready = false;
-    for _ in 0..50 {
-        if state_of(&node, "host2").await == "ready" {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "host2 did not come back after rise checks");
+    assert!(reaches_state(&node, "host2", "ready").await, "host2 did not come back after rise checks");
     let metrics = get(node.admin(), "/metrics").await.unwrap().text();
     assert!(
         metrics.contains("bunsan_server_state_changes_total{pool=\"app\",server=\"host2\"} 2"),
