@@ -6,6 +6,7 @@
 //! run shows everything that is wrong.
 
 mod affinity;
+mod control;
 mod ctx;
 mod health;
 mod listener;
@@ -60,9 +61,16 @@ fn decode_root(ctx: &mut Ctx<'_>, table: &DeTable<'_>) -> Option<Config> {
     // Pools are decoded first so listeners can check the pool they name.
     let pools = pool::decode_pools(ctx, root.optional("pool"));
     let listeners = listener::decode_listeners(ctx, listener_field, &pools, &mut listens);
+    let control = root.get(ctx, "control", control::decode);
     root.finish(ctx);
     check_listen_conflicts(ctx, listens);
-    Some(Config { node: node?, admin: admin?, listeners: listeners?, pools: pools.configs? })
+    Some(Config {
+        node: node?,
+        admin: admin?,
+        listeners: listeners?,
+        pools: pools.configs?,
+        control: control?,
+    })
 }
 
 /// A listen address with where it was written, for finding two sockets on one address.

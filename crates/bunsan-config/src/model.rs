@@ -21,6 +21,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// `[[pool]]` entries, in file order.
     pub pools: Vec<PoolConfig>,
+    /// `[control]`: the state manager this node subscribes to (seed 001), if any.
+    pub control: Option<ControlConfig>,
 }
 
 impl Config {
@@ -342,4 +344,40 @@ impl Default for OutlierConfig {
             max_ejected_percent: 50,
         }
     }
+}
+
+/// `[control]`: where the node gets the load table from (seed 001's state manager).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// `url`: one `http://HOST:PORT`, or a list of them; the node uses the first that
+    /// answers and moves to the next when it fails.
+    pub urls: Vec<String>,
+    /// `token`: the subscriber token, if the state manager requires one.
+    pub token: Option<Secret>,
+    /// `delivery`: how the table arrives — `change` (pushed on every change, default),
+    /// `periodic` (pushed every `interval`) or `pull` (fetched when traffic needs it, at
+    /// most every `interval`).
+    pub delivery: ControlDelivery,
+    /// `interval`: the period of `periodic` and `pull`. Default 1 s.
+    pub interval: Duration,
+    /// `stale_after`: with no word from the state manager for this long, reported loads
+    /// and states are dropped and the node falls back to its own observation (pins stay).
+    /// Default 10 s.
+    pub stale_after: Duration,
+    /// `assign`: let the state manager choose, per pool, the server this node sends new
+    /// work to ([0051]'s second mode). Default false.
+    pub assign: bool,
+    /// `name`: how this node appears in the state manager's registry. Default: the host name.
+    pub name: Option<String>,
+}
+
+/// How the load table reaches a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlDelivery {
+    /// Pushed whenever something changes (seed 001 claim 2).
+    Change,
+    /// Pushed every `interval` (claim 4).
+    Periodic,
+    /// Asked for when traffic needs it (claim 3).
+    Pull,
 }

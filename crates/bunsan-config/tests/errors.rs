@@ -71,7 +71,7 @@ fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
     check(&source, &[
         "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, server)",
         "12:1: pool[app].server[h1].weight: unknown key (valid here: name, addr, capacity, state)",
-        "13:2: nod: unknown key (valid here: node, admin, listener, pool)",
+        "13:2: nod: unknown key (valid here: node, admin, listener, pool, control)",
         "17:1: admin.tokn: unknown key (valid here: listen, token)",
     ]);
     let error = only("[node]\nworker = 2\n[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:1\"\npool = \"p\"\n[[pool]]\nname = \"p\"\n");
@@ -787,4 +787,22 @@ retry = { attempts = 20, buffer = "64 KiB", budget = 10 }
         "t.toml:9:45: pool[app].retry.budget: unknown key (valid here: attempts, buffer, budget_percent, min_retries_per_second)",
     ];
     assert_eq!(text, expected.join("\n"));
+}
+
+#[test]
+fn control_mistakes_are_named() {
+    let source = format!(
+        "{BASE}[control]\nurl = [\"https://c:1\", \"http://c\", \"http://c:1/v1\"]\ndelivery = \"sometimes\"\nassign = \"yes\"\n"
+    );
+    check(
+        &source,
+        &[
+            "9:8: control.url[0]: \"https://c:1\" is not an http:// URL (like \"http://127.0.0.1:9800\")",
+            "9:23: control.url[1]: \"http://c\" must be http://HOST:PORT, without a path",
+            "9:35: control.url[2]: \"http://c:1/v1\" must be http://HOST:PORT, without a path",
+            "10:12: control.delivery: unknown delivery \"sometimes\" (valid: change, periodic, pull)",
+            "11:10: control.assign: expected boolean, found string",
+        ],
+    );
+    check(&format!("{BASE}[control]\n"), &["8:1: control.url: missing required key"]);
 }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bunsan_config::{
-    AdminConfig, AffinityConfig, AffinityMode, Config, HashKey, HealthConfig, HealthKind, ListenerConfig,
-    LoadError, NodeSettings, OutlierConfig, PoolConfig, Protocol, RetryConfig, Secret, ServerConfig,
-    SessionKeySource, TlsFiles,
+    AdminConfig, AffinityConfig, AffinityMode, Config, ControlDelivery, HashKey, HealthConfig, HealthKind,
+    ListenerConfig, LoadError, NodeSettings, OutlierConfig, PoolConfig, Protocol, RetryConfig, Secret,
+    ServerConfig, SessionKeySource, TlsFiles,
 };
 use bunsan_core::{Algorithm, ServerState};
 
@@ -235,6 +235,7 @@ fn expected_full(base: &Path) -> Config {
             listener("db.2", "127.0.0.1:0", Protocol::Tcp, "db", None),
         ],
         pools: vec![app, db, pool("spare", Algorithm::LeastLoad, vec![])],
+        control: None,
     }
 }
 
@@ -357,7 +358,10 @@ fn load_reports_unreadable_files_and_names_the_file_in_errors() {
     let first = err.to_string().lines().next().map(str::to_owned).unwrap_or_default();
     assert_eq!(
         first,
-        format!("{}:1:1: bogus: unknown key (valid here: node, admin, listener, pool)", bad.display())
+        format!(
+            "{}:1:1: bogus: unknown key (valid here: node, admin, listener, pool, control)",
+            bad.display()
+        )
     );
 }
 
@@ -468,4 +472,28 @@ fn retry_buffers_take_bytes_or_sizes_with_units() {
         let config = bunsan_config::parse(&source, Path::new("b.toml")).expect(written);
         assert_eq!(config.pools[0].retry.buffer, bytes, "{written}");
     }
+}
+
+#[test]
+fn control_takes_one_url_or_several_and_has_defaults() {
+    let base = "[[listener]]\nname = \"w\"\nlisten = \"127.0.0.1:0\"\npool = \"p\"\n[[pool]]\nname = \"p\"\n";
+    let one = format!("{base}[control]\nurl = \"http://127.0.0.1:9800/\"\n");
+    let config = bunsan_config::parse(&one, Path::new("b.toml")).expect("valid config");
+    let control = config.control.expect("a control table");
+    assert_eq!(control.urls, ["http://127.0.0.1:9800"]);
+    assert_eq!(control.delivery, ControlDelivery::Change);
+    assert_eq!((control.interval, control.stale_after), (Duration::from_secs(1), Duration::from_secs(10)));
+    assert!(!control.assign && control.token.is_none() && control.name.is_none());
+
+    let many = format!(
+        "{base}[control]\nurl = [\"http://10.0.0.1:9800\", \"http://10.0.0.2:9800\"]\n\
+         token = \"sub-token\"\ndelivery = \"periodic\"\ninterval = \"500ms\"\nstale_after = \"3s\"\n\
+         assign = true\nname = \"node-1\"\n"
+    );
+    let control = bunsan_config::parse(&many, Path::new("b.toml")).expect("valid config").control.unwrap();
+    assert_eq!(control.urls.len(), 2);
+    assert_eq!(control.delivery, ControlDelivery::Periodic);
+    assert_eq!(control.token, Some(Secret::new("sub-token")));
+    assert!(control.assign);
+    assert_eq!(control.name.as_deref(), Some("node-1"));
 }

@@ -48,10 +48,21 @@ pub struct ServerStatus {
     pub load: f64,
     /// `load / capacity`.
     pub relative_load: f64,
+    /// Where `load` comes from: `control` (the control plane's fresh report plus this
+    /// node's in-flight count) or `node` (this node's in-flight count alone).
+    #[serde(default = "node_source")]
+    pub load_source: String,
+    /// Milliseconds since the control plane's report arrived, when it is the source.
+    #[serde(default)]
+    pub load_age_ms: Option<u64>,
     /// Requests (or TCP connections) in flight now.
     pub in_flight: u64,
     /// Requests (or TCP connections) forwarded since start.
     pub requests_total: u64,
+}
+
+fn node_source() -> String {
+    "node".to_owned()
 }
 
 /// Body of `PUT /v1/pools/{pool}/servers/{server}`.

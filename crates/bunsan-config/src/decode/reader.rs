@@ -97,6 +97,25 @@ impl<'a, 'i> Field<'a, 'i> {
         }
     }
 
+    /// The value as a boolean.
+    pub(crate) fn bool(&self, ctx: &mut Ctx<'_>) -> Option<bool> {
+        self.value.as_bool().or_else(|| self.wrong_type(ctx, "boolean"))
+    }
+
+    /// The value as an array, each item a field with the path `key[INDEX]`.
+    pub(crate) fn items(&self, ctx: &mut Ctx<'_>) -> Option<Vec<Field<'a, 'i>>> {
+        let value: &'a DeValue<'i> = self.value;
+        let Some(items) = value.as_array() else {
+            return self.wrong_type(ctx, "array");
+        };
+        let field = |(index, item): (usize, &'a toml::Spanned<DeValue<'i>>)| Field {
+            key: format!("{}[{index}]", self.key),
+            span: item.span(),
+            value: item.get_ref(),
+        };
+        Some(items.iter().enumerate().map(field).collect())
+    }
+
     /// The value as a table, read with this field's path.
     pub(crate) fn table(&self, ctx: &mut Ctx<'_>) -> Option<Reader<'a, 'i>> {
         let value: &'a DeValue<'i> = self.value;
