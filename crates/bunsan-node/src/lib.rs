@@ -25,6 +25,7 @@ pub mod admin;
 pub mod affinity;
 pub mod clock;
 pub mod connections;
+pub mod control;
 mod error;
 pub mod health;
 pub mod http;

@@ -85,6 +85,9 @@ impl Node {
             addr
         });
         start_health_checks(&board, &shutdown);
+        if let Some(control) = &config.control {
+            crate::control::spawn(control.clone(), board.clone(), shutdown.clone());
+        }
         tokio::spawn(housekeeping(board.clone(), shutdown.clone()));
         Ok(Self { board, listeners, admin: admin_addr, tracker, shutdown })
     }

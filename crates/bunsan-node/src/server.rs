@@ -28,6 +28,9 @@ pub struct Server {
     pub addr_text: String,
     capacity: AtomicU32,
     state: AtomicU8,
+    reported_load_bits: AtomicU64,
+    /// When the reported load arrived ([`crate::clock`] ms); 0 = no report.
+    reported_at_ms: AtomicU64,
     /// Inputs to the effective state; written only by [`crate::state`].
     pub(crate) control: Mutex<Control>,
     /// Live counters.
@@ -45,26 +48,39 @@ pub(crate) struct Control {
     pub admin: ServerState,
     /// An operator's pin: holds over everything until released.
     pub pin: Option<ServerState>,
-    /// Active health checks found the server down (`fall` failed checks in a row).
-    pub health_down: bool,
+    /// Active health checks: down (`fall` failed checks in a row) or not; `None` when the
+    /// pool has no checks, and reports from the control plane decide instead.
+    pub health_down: Option<bool>,
     /// Passive detection ejected the server (consecutive failures of real traffic).
     pub ejected: bool,
+    /// An operator's pin made at the control plane (seed 001 claim 5).
+    pub control_pin: Option<ServerState>,
+    /// The control plane's latest fresh report: down or not; `None` when there is none.
+    pub reported_down: Option<bool>,
+    /// The capacity from the config (a control-plane pin may override it for a while).
+    pub configured_capacity: u32,
 }
 
 impl Server {
-    /// A server as configured, in its configured state.
-    pub(crate) fn new(config: &ServerConfig, idle: IdlePool) -> Self {
+    /// A server as configured, in its configured state; `checked` says whether its pool
+    /// runs active health checks.
+    pub(crate) fn new(config: &ServerConfig, idle: IdlePool, checked: bool) -> Self {
         Self {
             name: config.name.clone(),
             addr: config.addr,
             addr_text: config.addr_text.clone(),
             capacity: AtomicU32::new(config.capacity.max(1)),
             state: AtomicU8::new(config.state.to_u8()),
+            reported_load_bits: AtomicU64::new(0),
+            reported_at_ms: AtomicU64::new(0),
             control: Mutex::new(Control {
                 admin: config.state,
                 pin: None,
-                health_down: false,
+                health_down: checked.then_some(false),
                 ejected: false,
+                control_pin: None,
+                reported_down: None,
+                configured_capacity: config.capacity.max(1),
             }),
             counters: Counters::default(),
             idle,
@@ -91,12 +107,44 @@ impl Server {
         self.control.lock().map(|c| c.pin.is_some()).unwrap_or(false)
     }
 
-    /// The load least-load divides by capacity: the requests (HTTP) or connections (TCP)
-    /// this node has in flight on the server. In-flight work reacts at once to a slow
-    /// or saturated server (Little's law: in-flight = rate × latency), and at low
-    /// concurrency the capacity-weighted tie-break keeps shares proportional.
+    /// The load least-load divides by capacity: the load the control plane reported for
+    /// the server (from its agent, seed 001), if there is a fresh report, plus the
+    /// requests (HTTP) or connections (TCP) this node has in flight on it. The report
+    /// says what every node together sends the server; the in-flight count adds what
+    /// this node sent since, and alone is the load when there is no report. In-flight
+    /// work reacts at once to a slow or saturated server (Little's law: in-flight = rate
+    /// × latency), and at low concurrency the capacity-weighted tie-break keeps shares
+    /// proportional.
     pub fn load(&self) -> f64 {
-        self.counters.in_flight.load(Relaxed) as f64
+        let own = self.counters.in_flight.load(Relaxed) as f64;
+        self.reported_load().map_or(own, |reported| reported + own)
+    }
+
+    /// The control plane's fresh reported load, if any.
+    pub fn reported_load(&self) -> Option<f64> {
+        (self.reported_at_ms.load(Relaxed) != 0)
+            .then(|| f64::from_bits(self.reported_load_bits.load(Relaxed)))
+    }
+
+    /// Milliseconds since the reported load arrived, if there is one.
+    pub fn reported_age_ms(&self) -> Option<u64> {
+        let at = self.reported_at_ms.load(Relaxed);
+        (at != 0).then(|| crate::clock::now_ms().saturating_sub(at))
+    }
+
+    /// Records the control plane's reported load (`None` drops it).
+    pub(crate) fn set_reported_load(&self, load: Option<f64>) {
+        match load {
+            Some(load) => {
+                self.reported_load_bits.store(load.to_bits(), Relaxed);
+                self.reported_at_ms.store(crate::clock::now_ms(), Relaxed);
+            }
+            None => self.reported_at_ms.store(0, Relaxed),
+        }
+    }
+
+    pub(crate) fn set_capacity(&self, capacity: u32) {
+        self.capacity.store(capacity.max(1), Relaxed);
     }
 
     /// Marks the start of one request or connection attempt; the guard ends it when

@@ -1,16 +1,19 @@
 //! The one place that decides a server's effective state.
 //!
-//! Inputs: an operator's pin; the administrative state (from config, or set by an operator
-//! without a pin); active health checks; passive detection (ejection). The rule:
+//! Inputs: an operator's pin, on this node or at the control plane; the administrative
+//! state (from config, or set by an operator without a pin); active health checks;
+//! passive detection (ejection); the control plane's reports. The rule:
 //!
-//! 1. a pin wins over everything until it is released;
+//! 1. a pin wins over everything until it is released — this node's first, then one
+//!    made at the control plane (seed 001 claim 5);
 //! 2. `maint` (administrative) holds whatever the checks say;
-//! 3. a server found down by health checks, or ejected by passive detection, is `down`;
+//! 3. a server ejected by passive detection is `down`; so is one found down by health
+//!    checks — or, in a pool without health checks, reported down by the control plane
+//!    (pin > health > report);
 //! 4. otherwise the administrative state applies (`ready` or `drain`).
 //!
-//! (Control-plane reports will join below health.) Every change is logged, counted,
-//! applied to the server's atomic state, and published as a new topology snapshot with
-//! the pool's selector rebuilt.
+//! Every change is logged, counted, applied to the server's atomic state, and published
+//! as a new topology snapshot with the pool's selector rebuilt.
 
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +64,16 @@ pub enum Command {
     Health(bool),
     /// Passive detection ejects (`true`) or re-admits the server.
     Eject(bool),
+    /// The control plane's row for the server: a pin made there, a reported up/down
+    /// (`Some(true)` = down), and a pinned capacity (`None` = the configured one).
+    Control {
+        /// A pin made at the control plane.
+        pin: Option<ServerState>,
+        /// Reported down (`Some(true)`), up (`Some(false)`), or nothing fresh.
+        reported_down: Option<bool>,
+        /// A capacity pinned at the control plane.
+        capacity: Option<u32>,
+    },
 }
 
 impl StateBoard {
@@ -97,35 +110,45 @@ impl StateBoard {
             pool: found.name.clone(),
             server: format!("#{server}"),
         })?;
-        let state = update_control(target, command);
-        if publish_state(&found.name, target, state, command) {
+        let (state, capacity_changed) = update_control(target, command);
+        if publish_state(&found.name, target, state, command) || capacity_changed {
             self.topology.store(Arc::new(snapshot.with_pool(pool, found.rebuilt())));
         }
         Ok(state)
     }
 }
 
-/// Changes the server's control inputs and returns the resulting effective state.
-fn update_control(server: &Server, command: Command) -> ServerState {
+/// Changes the server's control inputs; returns the resulting effective state and whether
+/// its capacity changed (which, like a state change, needs the selector rebuilt).
+fn update_control(server: &Server, command: Command) -> (ServerState, bool) {
     let mut control = server.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut capacity_changed = false;
     match command {
         Command::Set(state) => control.admin = state,
         Command::Pin(state) => control.pin = Some(state),
         Command::Release => control.pin = None,
-        Command::Health(up) => control.health_down = !up,
+        Command::Health(up) => control.health_down = Some(!up),
         Command::Eject(ejected) => control.ejected = ejected,
+        Command::Control { pin, reported_down, capacity } => {
+            control.control_pin = pin;
+            control.reported_down = reported_down;
+            let capacity = capacity.unwrap_or(control.configured_capacity);
+            capacity_changed = capacity != server.capacity();
+            server.set_capacity(capacity);
+        }
     }
-    effective(&control)
+    (effective(&control), capacity_changed)
 }
 
 /// The rule of the module doc.
 fn effective(control: &Control) -> ServerState {
-    if let Some(pinned) = control.pin {
+    if let Some(pinned) = control.pin.or(control.control_pin) {
         return pinned;
     }
+    let down = control.ejected || control.health_down.or(control.reported_down).unwrap_or(false);
     match control.admin {
         ServerState::Maint => ServerState::Maint,
-        _ if control.health_down || control.ejected => ServerState::Down,
+        _ if down => ServerState::Down,
         admin => admin,
     }
 }
@@ -205,6 +228,31 @@ mod tests {
         assert_eq!(board.apply("app", "a", Command::Eject(false)), Ok(ServerState::Drain));
         let changes = board.topology().pools[0].servers[0].counters.state_changes.load(Relaxed);
         assert_eq!(changes, 6);
+    }
+
+    #[test]
+    fn control_pins_beat_health_and_reports_only_count_without_health_checks() {
+        let board = board();
+        let report = |down| Command::Control { pin: None, reported_down: Some(down), capacity: None };
+        assert_eq!(board.apply("app", "a", report(true)), Ok(ServerState::Down), "no health checks here");
+        assert_eq!(
+            board.apply("app", "a", Command::Health(true)),
+            Ok(ServerState::Ready),
+            "health beats report"
+        );
+        let pinned =
+            Command::Control { pin: Some(ServerState::Maint), reported_down: None, capacity: Some(3) };
+        assert_eq!(board.apply("app", "a", pinned), Ok(ServerState::Maint));
+        assert_eq!(board.topology().pools[0].servers[0].capacity(), 3);
+        assert_eq!(
+            board.apply("app", "a", Command::Pin(ServerState::Drain)),
+            Ok(ServerState::Drain),
+            "local pin first"
+        );
+        assert_eq!(board.apply("app", "a", Command::Release), Ok(ServerState::Maint));
+        let released = Command::Control { pin: None, reported_down: None, capacity: None };
+        assert_eq!(board.apply("app", "a", released), Ok(ServerState::Ready));
+        assert_eq!(board.topology().pools[0].servers[0].capacity(), 1, "back to the configured capacity");
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Target<'_> {
             _ => {}
         }
         let key = Some(ip_key(self.peer.ip()));
-        while let Some(index) = pool.pick(key, &tried) {
+        while let Some(index) = pool.choose(key, &tried) {
             if let Some(connected) = self.connect_to(index).await {
                 if let Some(affinity) = affinity {
                     self.bind_session(affinity, moving, index, sessions);

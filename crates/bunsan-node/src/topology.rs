@@ -5,7 +5,7 @@
 //! state change only rebuilds the affected pool's selector, and counters and pooled
 //! connections carry over.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,6 +107,8 @@ pub struct Pool {
     pub affinity: Option<Arc<Affinity>>,
     /// How many retries the pool may still make.
     pub budget: Arc<RetryBudget>,
+    /// The server the control plane assigned this node ([0051]), `u32::MAX` for none.
+    assigned: Arc<AtomicU32>,
 }
 
 /// Responses the node answered itself for a pool, by status.
@@ -132,7 +134,10 @@ impl Pool {
         let servers: Vec<Arc<Server>> = config
             .servers
             .iter()
-            .map(|s| Arc::new(Server::new(s, IdlePool::new(config.max_idle_per_server, config.idle_timeout))))
+            .map(|s| {
+                let idle = IdlePool::new(config.max_idle_per_server, config.idle_timeout);
+                Arc::new(Server::new(s, idle, config.health.is_some()))
+            })
             .collect();
         let settings = PoolSettings {
             algorithm: config.algorithm,
@@ -151,7 +156,18 @@ impl Pool {
         let selector = Selector::build(settings.algorithm, &servers);
         let budget = Arc::new(RetryBudget::new(&config.retry));
         let name = config.name.clone();
-        Self { name, index, settings, servers, selector, counters: Arc::default(), affinity, budget }
+        let assigned = Arc::new(AtomicU32::new(u32::MAX));
+        Self {
+            name,
+            index,
+            settings,
+            servers,
+            selector,
+            counters: Arc::default(),
+            affinity,
+            budget,
+            assigned,
+        }
     }
 
     /// The same pool with its selector rebuilt over the servers' current states; counters
@@ -166,12 +182,30 @@ impl Pool {
             counters: self.counters.clone(),
             affinity: self.affinity.clone(),
             budget: self.budget.clone(),
+            assigned: self.assigned.clone(),
         }
     }
 
     /// The server called `name`.
     pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
         self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// Records the server the control plane assigned (`None`: let the balancer choose).
+    pub fn set_assigned(&self, server: Option<usize>) {
+        self.assigned.store(server.map_or(u32::MAX, |s| s as u32), Relaxed);
+    }
+
+    /// Picks a server for new work, never one in `tried`: the control plane's assignment
+    /// while it may take new work, else the balancer's choice.
+    pub fn choose(&self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
+        let assigned = self.assigned.load(Relaxed) as usize;
+        let usable =
+            |i: usize| !tried.contains(&i) && self.servers.get(i).is_some_and(|s| s.state().takes_new_work());
+        if usable(assigned) {
+            return Some(assigned);
+        }
+        self.pick(key, tried)
     }
 
     /// Picks a server for new work, never one in `tried`.

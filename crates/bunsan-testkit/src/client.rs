@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -104,7 +105,15 @@ impl Client {
     }
 
     /// Sends a request (a `Host`/authority is added when missing) and reads the whole reply.
-    pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Result<Reply, Error> {
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, Error> {
+        let (parts, body) = self.stream(req).await?.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply { status: parts.status, version: parts.version, headers: parts.headers, body })
+    }
+
+    /// Sends a request and returns the response as soon as its head arrives, for bodies
+    /// that stream (watch streams, slow downloads).
+    pub async fn stream(&mut self, mut req: Request<Full<Bytes>>) -> Result<http::Response<Incoming>, Error> {
         let response = match &mut self.sender {
             Sender::H1(sender) => {
                 if !req.headers().contains_key(http::header::HOST) {
@@ -119,9 +128,7 @@ impl Client {
                 sender.send_request(req).await?
             }
         };
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok(Reply { status: parts.status, version: parts.version, headers: parts.headers, body })
+        Ok(response)
     }
 
     /// `GET path`.

@@ -38,7 +38,7 @@ pub use backend::{pattern_byte, Backend, Seen};
 pub use cert::SelfSigned;
 pub use client::{get, Client, Reply};
 pub use faulty::{FaultyServer, Hanger, RawRequest, Resetter};
-pub use process::BackendProcess;
 pub use process::Bunsan;
+pub use process::{BackendProcess, Daemon};
 pub use tcp::TcpEcho;
 pub use wait::eventually;

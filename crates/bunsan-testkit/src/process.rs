@@ -137,42 +137,29 @@ impl Drop for Bunsan {
     }
 }
 
-/// How long `bunsan backend` may take to print its address.
-const BACKEND_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a daemon may take to print its address.
+const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a restart on a fixed port retries while the port is still taken.
 const REBIND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A running `bunsan backend`: a real HTTP server in its own process, for tests that
-/// must kill a backend for real (SIGKILL). Killed when dropped.
-pub struct BackendProcess {
-    /// Its name, sent back in `x-backend`.
-    pub name: String,
+/// A bunsan subcommand running in its own process that prints `listening on ADDR` once
+/// bound (`backend`, `control`): for tests that kill or restart it for real. Killed
+/// when dropped.
+pub struct Daemon {
     /// Where it listens.
     pub addr: SocketAddr,
     child: Child,
     stderr: NamedTempFile,
 }
 
-impl BackendProcess {
-    /// Starts `bin backend --name NAME` on an ephemeral loopback port; panics (with the
-    /// process's stderr) if it does not start.
-    pub async fn start(bin: &Path, name: &str) -> Self {
-        Self::start_on(bin, name, SocketAddr::from(([127, 0, 0, 1], 0))).await
-    }
-
-    /// Starts `bin backend --listen ADDR --name NAME`, e.g. on the address of one that
-    /// was killed; panics (with the process's stderr) if it does not start.
-    pub async fn start_on(bin: &Path, name: &str, addr: SocketAddr) -> Self {
-        Self::try_start_on(bin, name, addr).await.unwrap_or_else(|error| panic!("{error}"))
-    }
-
-    /// Like [`BackendProcess::start_on`], returning the failure (with stderr) instead.
-    /// Retries for a few seconds while the port is still in use, since a restart on
-    /// the port of a process that just died can race its cleanup.
-    pub async fn try_start_on(bin: &Path, name: &str, addr: SocketAddr) -> Result<Self, String> {
+impl Daemon {
+    /// Runs `bin ARGS…` and waits for its address; retries for a few seconds while the
+    /// port is still in use (a restart on the port of a process that just died can race
+    /// its cleanup). The error carries the process's stderr.
+    pub async fn start(bin: &Path, args: &[&str]) -> Result<Self, String> {
         let deadline = Instant::now() + REBIND_TIMEOUT;
         loop {
-            match Self::spawn(bin, name, addr).await {
+            match Self::spawn(bin, args).await {
                 Err(error) if error.contains("Address already in use") && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -181,10 +168,10 @@ impl BackendProcess {
         }
     }
 
-    async fn spawn(bin: &Path, name: &str, addr: SocketAddr) -> Result<Self, String> {
+    async fn spawn(bin: &Path, args: &[&str]) -> Result<Self, String> {
         let stderr = NamedTempFile::new().map_err(|e| e.to_string())?;
         let mut child = Command::new(bin)
-            .args(["backend", "--listen", &addr.to_string(), "--name", name])
+            .args(args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -192,20 +179,26 @@ impl BackendProcess {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let first_line = first_line_of(child.stdout.take().expect("stdout is piped"));
-        let mut process = Self { name: name.to_owned(), addr, child, stderr };
-        process.addr = process.await_address(first_line).await?;
-        Ok(process)
+        let unbound = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut daemon = Self { addr: unbound, child, stderr };
+        daemon.addr = daemon.await_address(first_line, args).await?;
+        Ok(daemon)
     }
 
     /// Waits for `listening on ADDR`; on failure, the error carries the process's stderr.
-    async fn await_address(&mut self, first_line: oneshot::Receiver<String>) -> Result<SocketAddr, String> {
-        let line = match tokio::time::timeout(BACKEND_START_TIMEOUT, first_line).await {
+    async fn await_address(
+        &mut self,
+        first_line: oneshot::Receiver<String>,
+        args: &[&str],
+    ) -> Result<SocketAddr, String> {
+        let what = args.first().copied().unwrap_or("bunsan");
+        let line = match tokio::time::timeout(DAEMON_START_TIMEOUT, first_line).await {
             Ok(Ok(line)) => line,
             Ok(Err(_)) => String::new(),
             Err(_) => {
                 let stderr = self.stderr();
                 return Err(format!(
-                    "bunsan backend printed no address within {BACKEND_START_TIMEOUT:?}:\n{stderr}"
+                    "bunsan {what} printed no address within {DAEMON_START_TIMEOUT:?}:\n{stderr}"
                 ));
             }
         };
@@ -214,7 +207,7 @@ impl BackendProcess {
         }
         // Stdout ended without an address: the process is exiting; let it finish its log.
         let status = self.wait_exit(Duration::from_secs(2)).await;
-        Err(format!("bunsan backend did not start ({status:?}, stdout {line:?}):\n{}", self.stderr()))
+        Err(format!("bunsan {what} did not start ({status:?}, stdout {line:?}):\n{}", self.stderr()))
     }
 
     /// The process id.
@@ -230,7 +223,7 @@ impl BackendProcess {
         }
     }
 
-    /// Asks the process to stop with SIGTERM; see [`BackendProcess::wait_exit`].
+    /// Asks the process to stop with SIGTERM; see [`Daemon::wait_exit`].
     pub fn terminate(&mut self) {
         self.signal(Signal::SIGTERM);
     }
@@ -241,7 +234,7 @@ impl BackendProcess {
         if !matches!(self.child.try_wait(), Ok(None)) {
             return false;
         }
-        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal the backend process");
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal the process");
         true
     }
 
@@ -265,12 +258,57 @@ impl BackendProcess {
     }
 }
 
-impl Drop for BackendProcess {
+impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A running `bunsan backend`: a real HTTP server in its own process, for tests that
+/// must kill a backend for real (SIGKILL). Killed when dropped; the process methods
+/// (`kill9`, `terminate`, `wait_exit`, …) come from [`Daemon`].
+pub struct BackendProcess {
+    /// Its name, sent back in `x-backend`.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    daemon: Daemon,
+}
+
+impl BackendProcess {
+    /// Starts `bin backend --name NAME` on an ephemeral loopback port; panics (with the
+    /// process's stderr) if it does not start.
+    pub async fn start(bin: &Path, name: &str) -> Self {
+        Self::start_on(bin, name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts `bin backend --listen ADDR --name NAME`, e.g. on the address of one that
+    /// was killed; panics (with the process's stderr) if it does not start.
+    pub async fn start_on(bin: &Path, name: &str, addr: SocketAddr) -> Self {
+        Self::try_start_on(bin, name, addr).await.unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Like [`BackendProcess::start_on`], returning the failure (with stderr) instead.
+    pub async fn try_start_on(bin: &Path, name: &str, addr: SocketAddr) -> Result<Self, String> {
+        let listen = addr.to_string();
+        let daemon = Daemon::start(bin, &["backend", "--listen", &listen, "--name", name]).await?;
+        Ok(Self { name: name.to_owned(), addr: daemon.addr, daemon })
+    }
+}
+
+impl std::ops::Deref for BackendProcess {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
+impl std::ops::DerefMut for BackendProcess {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.daemon
     }
 }
 

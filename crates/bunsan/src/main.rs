@@ -1,8 +1,10 @@
 //! The bunsan binary: `serve`, `check`, `ctl` and `demo` over the library crates.
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod backend_cmd;
 mod check;
+mod control_cmd;
 mod ctl;
 mod demo;
 mod serve;
@@ -38,6 +40,10 @@ enum Command {
     Demo(demo::Args),
     /// Run a small HTTP backend to try bunsan with or test it against.
     Backend(backend_cmd::Args),
+    /// Watch servers beside this host and report their load and up/down to control (seed 001).
+    Agent(agent_cmd::Args),
+    /// Run the state manager: agents report load, subscribers get the table (seed 001).
+    Control(control_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +55,8 @@ fn main() -> ExitCode {
         Command::Ctl(args) => ctl::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Backend(args) => backend_cmd::run(args),
+        Command::Agent(args) => agent_cmd::run(args),
+        Command::Control(args) => control_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -50,6 +50,8 @@ pub fn server_status(server: &Server) -> ServerStatus {
         capacity,
         load,
         relative_load: load / f64::from(capacity.max(1)),
+        load_source: if server.reported_load().is_some() { "control" } else { "node" }.to_owned(),
+        load_age_ms: server.reported_age_ms(),
         in_flight: server.counters.in_flight.load(Relaxed),
         requests_total: server.counters.requests_total.load(Relaxed),
     }

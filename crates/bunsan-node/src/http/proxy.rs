@@ -153,7 +153,7 @@ impl Exchange<'_> {
     fn next_server(&self, tried: &[usize]) -> Option<usize> {
         match self.session {
             Some(Decision::Continue { server, .. }) => Some(server),
-            _ => self.pool.pick(self.key, tried),
+            _ => self.pool.choose(self.key, tried),
         }
     }
 

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 client for the admin API (plain HTTP, usually on loopback).
+//! A minimal HTTP/1.1 client for bunsan's JSON APIs (admin, control; plain HTTP, usually on loopback).
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -9,22 +9,22 @@ use tokio::net::TcpStream;
 
 use bunsan_proto::admin::ErrorBody;
 
-/// Where the admin API is and how to authenticate.
+/// Where an API is and how to authenticate.
 #[derive(Debug, Clone)]
-pub struct AdminClient {
+pub struct ApiClient {
     base: Uri,
     authority: String,
     token: Option<String>,
 }
 
-impl AdminClient {
-    /// A client for the admin API at `url` (`http://HOST:PORT`).
+impl ApiClient {
+    /// A client for the API at `url` (`http://HOST:PORT`).
     pub fn new(url: &str, token: Option<String>) -> anyhow::Result<Self> {
-        let base: Uri = url.parse().with_context(|| format!("invalid admin URL {url:?}"))?;
+        let base: Uri = url.parse().with_context(|| format!("invalid URL {url:?}"))?;
         if base.scheme_str() != Some("http") {
-            bail!("admin URL {url:?} must start with http://");
+            bail!("URL {url:?} must start with http://");
         }
-        let authority = base.authority().context("admin URL has no host")?.to_string();
+        let authority = base.authority().context("URL has no host")?.to_string();
         Ok(Self { base, authority, token })
     }
 
@@ -49,7 +49,7 @@ impl AdminClient {
     ) -> anyhow::Result<(StatusCode, Bytes)> {
         let stream = TcpStream::connect(&self.authority)
             .await
-            .with_context(|| format!("cannot reach the admin API at {}", self.base))?;
+            .with_context(|| format!("cannot reach {}", self.base))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let mut request = Request::builder()
@@ -61,9 +61,9 @@ impl AdminClient {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let response = sender.send_request(request).await.context("admin API request failed")?;
+        let response = sender.send_request(request).await.context("request failed")?;
         let status = response.status();
-        let bytes = response.into_body().collect().await.context("admin API response broke off")?.to_bytes();
+        let bytes = response.into_body().collect().await.context("response broke off")?.to_bytes();
         Ok((status, bytes))
     }
 }

@@ -1,6 +1,7 @@
 //! `bunsan ctl`: the command-line client of a node's admin API.
 
 mod client;
+mod control;
 mod table;
 
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use http::Method;
 use bunsan_proto::admin::{
     ConnectionInfo, ConnectionsReport, PoolDetail, PoolSummary, ServerStatus, SessionsReport, StateChange,
 };
-use client::AdminClient;
+use client::ApiClient;
 
 /// Arguments of `bunsan ctl`.
 #[derive(Debug, clap::Args)]
@@ -53,6 +54,8 @@ enum CtlCommand {
         /// `POOL/SERVER`.
         target: String,
     },
+    /// Talk to the state manager (`bunsan control`): its table, registry and pins.
+    Control(control::Args),
     /// Show the connection table: which server each client connection is associated with.
     Connections,
     /// Show sessions per pool and server, with a sample; or end one.
@@ -65,14 +68,14 @@ enum CtlCommand {
 
 /// Runs one ctl command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let client = AdminClient::new(&args.admin, args.token.clone())?;
+    let client = ApiClient::new(&args.admin, args.token.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let output = runtime.block_on(execute(&client, &args))?;
     print!("{output}");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn execute(client: &AdminClient, args: &Args) -> anyhow::Result<String> {
+async fn execute(client: &ApiClient, args: &Args) -> anyhow::Result<String> {
     match &args.command {
         CtlCommand::Pools => {
             let body = client.call(Method::GET, "/v1/pools", None).await?;
@@ -89,6 +92,7 @@ async fn execute(client: &AdminClient, args: &Args) -> anyhow::Result<String> {
             let body = client.call(Method::PUT, &path, Some(change)).await?;
             render(args.json, &body, |s: ServerStatus| describe(pool, &s))
         }
+        CtlCommand::Control(control) => control::execute(control, args.json).await,
         CtlCommand::Connections => {
             let body = client.call(Method::GET, "/v1/connections", None).await?;
             render(args.json, &body, |report: ConnectionsReport| connections_tables(&report))
@@ -111,7 +115,7 @@ async fn execute(client: &AdminClient, args: &Args) -> anyhow::Result<String> {
 }
 
 /// Either the raw JSON, or the parsed value rendered for people.
-fn render<T: serde::de::DeserializeOwned>(
+pub(crate) fn render<T: serde::de::DeserializeOwned>(
     json: bool,
     body: &[u8],
     human: impl FnOnce(T) -> String,
@@ -123,7 +127,7 @@ fn render<T: serde::de::DeserializeOwned>(
     Ok(human(value))
 }
 
-fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
+pub(crate) fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
     match target.split_once('/') {
         Some((pool, server)) if !pool.is_empty() && !server.is_empty() => Ok((pool, server)),
         _ => bail!("expected POOL/SERVER, like app/host1, got {target:?}"),
@@ -155,8 +159,18 @@ fn pools_table(pools: &[PoolSummary]) -> String {
 
 fn servers_table(servers: &[ServerStatus]) -> String {
     let rows: Vec<Vec<String>> = servers.iter().map(server_row).collect();
-    let header =
-        ["SERVER", "ADDR", "STATE", "PINNED", "CAPACITY", "LOAD", "RELATIVE", "IN-FLIGHT", "REQUESTS"];
+    let header = [
+        "SERVER",
+        "ADDR",
+        "STATE",
+        "PINNED",
+        "CAPACITY",
+        "LOAD",
+        "SOURCE",
+        "RELATIVE",
+        "IN-FLIGHT",
+        "REQUESTS",
+    ];
     table::render(&header, &rows)
 }
 
@@ -168,6 +182,7 @@ fn server_row(s: &ServerStatus) -> Vec<String> {
         if s.pinned { "yes" } else { "-" }.to_owned(),
         s.capacity.to_string(),
         format!("{}", s.load),
+        s.load_source.clone(),
         format!("{:.2}", s.relative_load),
         s.in_flight.to_string(),
         s.requests_total.to_string(),

@@ -2,9 +2,13 @@
 
 mod admin;
 mod affinity;
+mod agent_cmd;
 mod backend_cmd;
 mod balancing;
 mod config;
+mod control_cmd;
+mod control_etcd;
+mod control_plane;
 mod demo;
 mod errors;
 mod failover;
