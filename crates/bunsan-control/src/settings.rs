@@ -51,7 +51,7 @@ impl Token {
 
     /// Whether `presented` is this token, compared in constant time.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        constant_time_eq(presented, self.0.as_bytes())
+        bunsan_core::secret::constant_time_eq(presented, self.0.as_bytes())
     }
 }
 
@@ -135,15 +135,6 @@ impl Tokens {
     }
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, &x) in a.iter().enumerate() {
-        diff |= x ^ b.get(i).copied().unwrap_or(!x);
-    }
-    diff == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,14 +145,6 @@ mod tests {
             subscriber: Some(Token::new("s")),
             operator: Some(Token::new("o")),
         }
-    }
-
-    #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
-        assert!(!constant_time_eq(b"secret-token-12", b"secret-token-123"));
-        assert!(!constant_time_eq(b"secret-token-124", b"secret-token-123"));
-        assert!(!constant_time_eq(b"", b"x"));
     }
 
     #[test]

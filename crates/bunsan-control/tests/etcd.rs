@@ -5,133 +5,21 @@
 mod support;
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bunsan_control::{Control, Settings, StoreLocation};
 use bunsan_proto::control::Source;
-use bunsan_testkit::Client;
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::Full;
+use bunsan_testkit::etcd::free_port;
+use bunsan_testkit::Etcd;
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::*;
 
-/// How long etcd may take to answer after it was started.
-const ETCD_START: Duration = Duration::from_secs(20);
-
-/// A single-member etcd for one test, killed when dropped.
-struct Etcd {
-    child: Child,
-    addr: SocketAddr,
-    peer: SocketAddr,
-    data: PathBuf,
-    /// Holds the data directory and etcd's log.
-    dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    /// Starts etcd on free ports, trying again on fresh ports if one was taken meanwhile.
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for attempt in 0..5 {
-            let (addr, peer) = (free_port(), free_port());
-            let data = dir.path().join(format!("data-{attempt}"));
-            let mut child = spawn_etcd(&data, addr, peer, dir.path());
-            if answers(&mut child, addr).await {
-                return Self { child, addr, peer, data, dir };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("etcd did not start; its log:\n{}", log_of(dir.path()));
-    }
-
-    /// The store location of this etcd, with an optional `/PREFIX`.
-    fn store(&self, prefix: &str) -> StoreLocation {
-        format!("etcd://{}{prefix}", self.addr).parse().unwrap()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again on the same ports and data.
-    async fn restart(&mut self) {
-        self.kill();
-        self.child = spawn_etcd(&self.data, self.addr, self.peer, self.dir.path());
-        assert!(
-            answers(&mut self.child, self.addr).await,
-            "etcd did not restart; its log:\n{}",
-            log_of(self.dir.path())
-        );
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_etcd(data: &Path, addr: SocketAddr, peer: SocketAddr, dir: &Path) -> Child {
-    let bin = std::env::var_os("ETCD").unwrap_or_else(|| "etcd".into());
-    let (client_url, peer_url) = (format!("http://{addr}"), format!("http://{peer}"));
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("etcd.log")).unwrap();
-    let spawned = Command::new(&bin)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("default={peer_url}")])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn();
-    match spawned {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "etcd is not installed: these tests need a real etcd; install Debian's etcd-server \
-             (apt-get install etcd-server) or set ETCD to its path"
-        ),
-        Err(e) => panic!("cannot start {}: {e}", bin.to_string_lossy()),
-    }
-}
-
-/// Waits until `/v3/kv/range` answers; false if etcd exited or took too long.
-async fn answers(child: &mut Child, addr: SocketAddr) -> bool {
-    let deadline = Instant::now() + ETCD_START;
-    while Instant::now() < deadline {
-        if !matches!(child.try_wait(), Ok(None)) {
-            return false;
-        }
-        if etcd_call(addr, "kv/range", &json!({"key": "AA=="})).await.is_some() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
-fn log_of(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("etcd.log")).unwrap_or_default()
-}
-
-/// A port free a moment ago (bound, then released).
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// `POST /v3/{call}` straight to etcd; the answer if it was a 200 within a second (a
-/// starting etcd may accept connections before it answers them).
-async fn etcd_call(addr: SocketAddr, call: &str, body: &Value) -> Option<Value> {
-    let req = Request::post(format!("/v3/{call}")).body(Full::new(Bytes::from(body.to_string()))).unwrap();
-    let exchange = async { Client::http1(addr).await.ok()?.send(req).await.ok() };
-    let reply = tokio::time::timeout(Duration::from_secs(1), exchange).await.ok()??;
-    (reply.status == StatusCode::OK).then(|| serde_json::from_slice(&reply.body).ok()).flatten()
+/// The store location of `etcd`, with an optional `/PREFIX`.
+fn store(etcd: &Etcd, prefix: &str) -> StoreLocation {
+    format!("etcd://{}{prefix}", etcd.addr).parse().unwrap()
 }
 
 /// How many report keys etcd holds under the default prefix.
@@ -139,14 +27,14 @@ async fn reports_in_etcd(etcd: &Etcd) -> usize {
     // base64 of "/bunsan/control/reports/" and of its range end "/bunsan/control/reports0".
     let range =
         json!({"key": "L2J1bnNhbi9jb250cm9sL3JlcG9ydHMv", "range_end": "L2J1bnNhbi9jb250cm9sL3JlcG9ydHMw"});
-    let answer = etcd_call(etcd.addr, "kv/range", &range).await.expect("etcd answers");
+    let answer = etcd.call("kv/range", &range).await.expect("etcd answers");
     answer["kvs"].as_array().map_or(0, Vec::len)
 }
 
 /// Settings for an instance on `etcd` under the default prefix.
 fn on(etcd: &Etcd, dir: &Path) -> Settings {
     let mut settings = settings(dir);
-    settings.store = etcd.store("");
+    settings.store = store(etcd, "");
     settings
 }
 
@@ -332,7 +220,7 @@ async fn the_first_endpoint_that_answers_is_used_and_prefixes_keep_instances_apa
     settings.store = format!("etcd://{},{}/team-a", free_port(), etcd.addr).parse().unwrap();
     let a = start(settings).await;
     let mut other = on(&etcd, dir.path());
-    other.store = etcd.store("/team-b");
+    other.store = store(&etcd, "/team-b");
     let b = start(other).await;
     let c = start(on(&etcd, dir.path())).await;
     assert_eq!(pin(a.addr(), "h1", "maint").await, StatusCode::OK);
@@ -363,7 +251,7 @@ async fn a_corrupt_key_stops_the_start_naming_it() {
     let etcd = Etcd::start().await;
     // "/bunsan/control/pins/app/h1" → {"state":"off"}
     let put = json!({"key": "L2J1bnNhbi9jb250cm9sL3BpbnMvYXBwL2gx", "value": "eyJzdGF0ZSI6Im9mZiJ9"});
-    etcd_call(etcd.addr, "kv/put", &put).await.expect("etcd takes the put");
+    etcd.call("kv/put", &put).await.expect("etcd takes the put");
     let dir = tempfile::tempdir().unwrap();
     let error = Control::start(on(&etcd, dir.path())).await.unwrap_err().to_string();
     assert!(error.contains("invalid value at /bunsan/control/pins/app/h1"), "{error}");

@@ -28,6 +28,7 @@
 
 pub mod balance;
 pub mod hash;
+pub mod secret;
 pub mod session;
 pub mod state;
 

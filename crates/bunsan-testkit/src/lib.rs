@@ -29,6 +29,7 @@
 pub mod backend;
 pub mod cert;
 pub mod client;
+pub mod etcd;
 pub mod faulty;
 pub mod process;
 pub mod tcp;
@@ -37,6 +38,7 @@ pub mod wait;
 pub use backend::{pattern_byte, Backend, Seen};
 pub use cert::SelfSigned;
 pub use client::{get, Client, Reply};
+pub use etcd::Etcd;
 pub use faulty::{FaultyServer, Hanger, RawRequest, Resetter};
 pub use process::Bunsan;
 pub use process::{BackendProcess, Daemon};

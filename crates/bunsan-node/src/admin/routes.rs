@@ -53,16 +53,7 @@ fn authorized(ctx: &AdminContext, req: &Request<Incoming>) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    constant_time_eq(presented, token.expose().as_bytes())
-}
-
-/// Compares without an early exit, so the time taken does not reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, &x) in a.iter().enumerate() {
-        diff |= x ^ b.get(i).copied().unwrap_or(!x);
-    }
-    diff == 0
+    bunsan_core::secret::constant_time_eq(presented, token.expose().as_bytes())
 }
 
 fn metrics(ctx: &AdminContext) -> Reply {
@@ -155,18 +146,4 @@ fn error(status: StatusCode, message: String) -> Reply {
     *reply.status_mut() = status;
     reply.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     reply
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
-        assert!(!constant_time_eq(b"secret-token-12", b"secret-token-123"));
-        assert!(!constant_time_eq(b"secret-token-124", b"secret-token-123"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

@@ -2,98 +2,17 @@
 //! (Debian's `etcd-server`, started here on ephemeral ports), one node subscribed to both.
 //! Kill the instance the node follows; the node moves to the other and carries on.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bunsan_testkit::{get, Bunsan, Client, Daemon};
+use bunsan_testkit::{get, Bunsan, Client, Daemon, Etcd};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
 
 use crate::{backends, bin, http_config};
-
-/// A single-member etcd on free loopback ports, killed when dropped.
-struct Etcd {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    /// Starts etcd, on fresh ports again if one was taken meanwhile.
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for attempt in 0..5 {
-            let (addr, peer) = (free_port(), free_port());
-            let mut child = spawn_etcd(&dir.path().join(format!("data-{attempt}")), addr, peer, dir.path());
-            if answers(&mut child, addr).await {
-                return Self { child, addr, _dir: dir };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let log = std::fs::read_to_string(dir.path().join("etcd.log")).unwrap_or_default();
-        panic!("etcd did not start; its log:\n{log}");
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_etcd(data: &Path, addr: SocketAddr, peer: SocketAddr, dir: &Path) -> Child {
-    let (client_url, peer_url) = (format!("http://{addr}"), format!("http://{peer}"));
-    let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
-    let spawned = Command::new(std::env::var_os("ETCD").unwrap_or_else(|| "etcd".into()))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("default={peer_url}")])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn();
-    match spawned {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "etcd is not installed: this test needs a real etcd; install Debian's etcd-server \
-             (apt-get install etcd-server) or set ETCD to its path"
-        ),
-        Err(e) => panic!("cannot start etcd: {e}"),
-    }
-}
-
-/// Waits until etcd answers a range read; false if it exited or took too long.
-async fn answers(child: &mut Child, addr: SocketAddr) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if !matches!(child.try_wait(), Ok(None)) {
-            return false;
-        }
-        let req = Request::post("/v3/kv/range").body(Full::new(Bytes::from(r#"{"key":"AA=="}"#))).unwrap();
-        // A starting etcd may accept a connection long before it answers on it.
-        let exchange = async { Client::http1(addr).await.ok()?.send(req).await.ok() };
-        if let Ok(Some(reply)) = tokio::time::timeout(Duration::from_secs(1), exchange).await {
-            if reply.status == 200 {
-                return true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
 
 /// `bunsan control` on a free port, keeping its state in `etcd`.
 async fn control(etcd: &Etcd) -> Daemon {
