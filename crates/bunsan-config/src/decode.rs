@@ -15,6 +15,7 @@ mod outlier;
 mod pool;
 mod reader;
 mod retry;
+mod upstream;
 mod values;
 
 use std::collections::HashMap;

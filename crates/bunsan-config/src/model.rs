@@ -47,6 +47,18 @@ pub struct NodeSettings {
     /// `max_sessions`: sessions (and remembered ended ones) a node keeps, over all pools.
     /// Default 1,000,000.
     pub max_sessions: usize,
+    /// `access_log`: where to write one JSON line per request (`"stdout"` or a file path,
+    /// relative to the config file); `None` (the default) writes none.
+    pub access_log: Option<AccessLogTarget>,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// The process's standard output.
+    Stdout,
+    /// A file, appended to (reopened on reload, for log rotation).
+    File(PathBuf),
 }
 
 impl Default for NodeSettings {
@@ -56,6 +68,7 @@ impl Default for NodeSettings {
             shutdown_timeout: Duration::from_secs(30),
             session_key: SessionKeySource::File(PathBuf::from(DEFAULT_SESSION_KEY_FILE)),
             max_sessions: 1_000_000,
+            access_log: None,
         }
     }
 }
@@ -146,6 +159,9 @@ pub struct ListenerConfig {
     /// `tls = { cert, key }`: PEM files, relative paths resolved against the config
     /// file's directory. Only on `http` listeners.
     pub tls: Option<TlsFiles>,
+    /// `accept_proxy`: every connection starts with a PROXY protocol header (v1 or v2)
+    /// giving the real client address; connections without one are refused. Default false.
+    pub accept_proxy: bool,
 }
 
 /// A certificate chain and its private key, as PEM file paths.
@@ -199,6 +215,14 @@ pub struct PoolConfig {
     pub outlier: Option<OutlierConfig>,
     /// `retry = { … }`: when and how often a failed request is tried on another server.
     pub retry: RetryConfig,
+    /// `upstream`: the protocol spoken to the servers. Default `http1`.
+    pub upstream: UpstreamProtocol,
+    /// `upstream_tls = { ca, server_name }`: TLS to the servers (required by `upstream =
+    /// "h2"`, optional for `http1`).
+    pub upstream_tls: Option<UpstreamTls>,
+    /// `send_proxy`: start every connection to a server with a PROXY protocol header
+    /// carrying the client's address. Default none.
+    pub send_proxy: Option<ProxyVersion>,
     /// `[[pool.server]]` entries, in file order.
     pub servers: Vec<ServerConfig>,
 }
@@ -380,4 +404,45 @@ pub enum ControlDelivery {
     Periodic,
     /// Asked for when traffic needs it (claim 3).
     Pull,
+}
+
+/// The protocol a pool speaks to its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (over TLS with `upstream_tls`).
+    Http1,
+    /// HTTP/2 over cleartext TCP, with prior knowledge.
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2`); needs `upstream_tls`.
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// The name used in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::H2c => "h2c",
+            Self::H2 => "h2",
+        }
+    }
+}
+
+/// `upstream_tls = { ca, server_name }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// `ca`: PEM file of the certificates that may sign the servers' certificates.
+    pub ca: PathBuf,
+    /// `server_name`: the name to ask for (SNI) and to verify the certificate against;
+    /// default: each server's address as written, without its port.
+    pub server_name: Option<String>,
+}
+
+/// A PROXY protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// The text header (`PROXY TCP4 …\r\n`).
+    V1,
+    /// The binary header.
+    V2,
 }

@@ -57,7 +57,7 @@ fn display_names_the_file_and_puts_one_error_per_line() {
     let text = errors("[[pool]]\nname = 5\nbogus = 1\n").to_string();
     let expected = [
         "t.toml:2:8: pool[0].name: expected string, found integer",
-        "t.toml:3:1: pool[0].bogus: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, server)",
+        "t.toml:3:1: pool[0].bogus: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, upstream, upstream_tls, send_proxy, server)",
         "t.toml:1:1: a node needs at least one [[listener]]",
     ];
     assert_eq!(text, expected.join("\n"));
@@ -69,7 +69,7 @@ fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
         "{BASE}timeout = \"5s\"\n[[pool.server]]\nname = \"h1\"\naddr = \"127.0.0.1:1\"\nweight = 2\n[nod]\nworkers = 2\n[admin]\nlisten = \"127.0.0.1:9\"\ntokn = \"x\"\n"
     );
     check(&source, &[
-        "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, server)",
+        "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, upstream, upstream_tls, send_proxy, server)",
         "12:1: pool[app].server[h1].weight: unknown key (valid here: name, addr, capacity, state)",
         "13:2: nod: unknown key (valid here: node, admin, listener, pool, control)",
         "17:1: admin.tokn: unknown key (valid here: listen, token)",
@@ -78,7 +78,7 @@ fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
     assert_eq!(
         error.kind,
         ErrorKind::UnknownKey {
-            valid: "workers, shutdown_timeout, session_key, session_key_file, max_sessions".into()
+            valid: "workers, shutdown_timeout, session_key, session_key_file, max_sessions, access_log".into()
         }
     );
     assert_eq!((error.line, error.column, error.key.as_str()), (2, 1, "node.worker"));
@@ -99,7 +99,7 @@ name = "app"
         source,
         &[
             "5:40: listener[web].tls.ca: unknown key (valid here: cert, key)",
-            "6:1: listener[web].port: unknown key (valid here: name, listen, protocol, pool, tls)",
+            "6:1: listener[web].port: unknown key (valid here: name, listen, protocol, pool, tls, accept_proxy)",
         ],
     );
 }
@@ -805,4 +805,18 @@ fn control_mistakes_are_named() {
         ],
     );
     check(&format!("{BASE}[control]\n"), &["8:1: control.url: missing required key"]);
+}
+
+#[test]
+fn upstream_mistakes_are_named() {
+    let source =
+        format!("{BASE}upstream = \"h3\"\n[[pool]]\nname = \"b\"\nupstream = \"h2\"\nsend_proxy = \"v3\"\n");
+    check(
+        &source,
+        &[
+            "8:12: pool[app].upstream: unknown upstream protocol \"h3\" (valid: http1, h2c, h2)",
+            "11:12: pool[b].upstream: upstream = \"h2\" needs upstream_tls = { ca = \"…\" }",
+            "12:14: pool[b].send_proxy: unknown PROXY protocol version \"v3\" (valid: v1, v2, none)",
+        ],
+    );
 }

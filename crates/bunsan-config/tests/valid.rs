@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bunsan_config::{
-    AdminConfig, AffinityConfig, AffinityMode, Config, ControlDelivery, HashKey, HealthConfig, HealthKind,
-    ListenerConfig, LoadError, NodeSettings, OutlierConfig, PoolConfig, Protocol, RetryConfig, Secret,
-    ServerConfig, SessionKeySource, TlsFiles,
+    AccessLogTarget, AdminConfig, AffinityConfig, AffinityMode, Config, ControlDelivery, HashKey,
+    HealthConfig, HealthKind, ListenerConfig, LoadError, NodeSettings, OutlierConfig, PoolConfig, Protocol,
+    ProxyVersion, RetryConfig, Secret, ServerConfig, SessionKeySource, TlsFiles, UpstreamProtocol,
+    UpstreamTls,
 };
 use bunsan_core::{Algorithm, ServerState};
 
@@ -139,6 +140,9 @@ fn pool(name: &str, algorithm: Algorithm, servers: Vec<ServerConfig>) -> PoolCon
             max_ejection: Duration::from_secs(300),
             max_ejected_percent: 50,
         }),
+        upstream: UpstreamProtocol::Http1,
+        upstream_tls: None,
+        send_proxy: None,
         retry: RetryConfig { attempts: 3, buffer: 65_536, budget_percent: 20, min_retries_per_second: 10 },
         servers,
     }
@@ -151,7 +155,14 @@ fn listener(
     pool: &str,
     tls: Option<TlsFiles>,
 ) -> ListenerConfig {
-    ListenerConfig { name: name.into(), listen: addr(listen), protocol, pool: pool.into(), tls }
+    ListenerConfig {
+        name: name.into(),
+        listen: addr(listen),
+        protocol,
+        pool: pool.into(),
+        tls,
+        accept_proxy: false,
+    }
 }
 
 /// What `FULL` means, with the TLS cert resolved against `base`.
@@ -223,6 +234,7 @@ fn expected_full(base: &Path) -> Config {
             shutdown_timeout: Duration::from_secs(90),
             session_key: SessionKeySource::File(base.join("keys/session.key")),
             max_sessions: 5000,
+            access_log: None,
         },
         admin: Some(AdminConfig {
             listen: addr("0.0.0.0:9090"),
@@ -290,6 +302,7 @@ fn minimal_config_gets_every_default() {
         shutdown_timeout: Duration::from_secs(30),
         session_key: SessionKeySource::File(PathBuf::from("session.key")),
         max_sessions: 1_000_000,
+        access_log: None,
     };
     assert_eq!(config.node, node);
     assert_eq!(config.admin, None);
@@ -496,4 +509,44 @@ fn control_takes_one_url_or_several_and_has_defaults() {
     assert_eq!(control.token, Some(Secret::new("sub-token")));
     assert!(control.assign);
     assert_eq!(control.name.as_deref(), Some("node-1"));
+}
+
+#[test]
+fn upstream_protocols_proxy_protocol_and_access_logs() {
+    let source = r#"
+[node]
+access_log = "logs/access.jsonl"
+
+[[listener]]
+name = "web"
+listen = "127.0.0.1:0"
+pool = "grpc"
+accept_proxy = true
+
+[[pool]]
+name = "grpc"
+upstream = "h2"
+upstream_tls = { ca = "ca.pem", server_name = "backend.internal" }
+send_proxy = "v2"
+
+[[pool]]
+name = "plain"
+upstream = "h2c"
+send_proxy = "v1"
+"#;
+    let config = bunsan_config::parse(source, Path::new("/etc/bunsan/b.toml")).expect("valid config");
+    assert_eq!(config.node.access_log, Some(AccessLogTarget::File("/etc/bunsan/logs/access.jsonl".into())));
+    assert!(config.listeners[0].accept_proxy);
+    let grpc = &config.pools[0];
+    assert_eq!(grpc.upstream, UpstreamProtocol::H2);
+    let tls = UpstreamTls { ca: "/etc/bunsan/ca.pem".into(), server_name: Some("backend.internal".into()) };
+    assert_eq!(grpc.upstream_tls, Some(tls));
+    assert_eq!(grpc.send_proxy, Some(ProxyVersion::V2));
+    assert_eq!(
+        (config.pools[1].upstream, config.pools[1].send_proxy),
+        (UpstreamProtocol::H2c, Some(ProxyVersion::V1))
+    );
+    let stdout = source.replace("logs/access.jsonl", "stdout");
+    let config = bunsan_config::parse(&stdout, Path::new("b.toml")).expect("valid config");
+    assert_eq!(config.node.access_log, Some(AccessLogTarget::Stdout));
 }

@@ -52,9 +52,10 @@ fn decode_listener(
     let protocol = table.get_or(ctx, "protocol", Protocol::Http, protocol);
     let pool = table.need(ctx, "pool", |ctx, f| pool_ref(ctx, f, env.pools, protocol));
     let tls = tls_for(ctx, table.optional("tls"), protocol);
+    let accept_proxy = table.get_or(ctx, "accept_proxy", false, |ctx, f| f.bool(ctx));
     table.finish(ctx);
     let (name, listen, protocol, pool, tls) = (name?, listen?, protocol?, pool?, tls?);
-    Some(ListenerConfig { name, listen, protocol, pool, tls })
+    Some(ListenerConfig { name, listen, protocol, pool, tls, accept_proxy: accept_proxy? })
 }
 
 /// Decodes `protocol`.

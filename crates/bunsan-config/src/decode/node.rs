@@ -8,7 +8,7 @@ use super::reader::Field;
 use super::values::{invalid_address, parse_listen};
 use super::ListenAt;
 use crate::error::ErrorKind;
-use crate::model::{AdminConfig, NodeSettings, Secret, SessionKeySource};
+use crate::model::{AccessLogTarget, AdminConfig, NodeSettings, Secret, SessionKeySource};
 
 /// The shortest admin token accepted: long enough that guessing it is not an option.
 const MIN_TOKEN_CHARS: usize = 16;
@@ -22,6 +22,7 @@ pub(crate) fn decode_node(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<No
     let inline = table.get(ctx, "session_key", session_key);
     let file = table.get(ctx, "session_key_file", |ctx, f| key_file(ctx, f));
     let max_sessions = table.get_or(ctx, "max_sessions", 1_000_000, |ctx, f| f.int(ctx, 1, 100_000_000));
+    let access_log = table.get(ctx, "access_log", access_log);
     let session_key = match (inline?, file?) {
         (Some(_), Some(_)) => {
             let why = "set session_key or session_key_file, not both";
@@ -38,7 +39,17 @@ pub(crate) fn decode_node(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<No
         shutdown_timeout: shutdown?,
         session_key: session_key?,
         max_sessions: max_sessions?,
+        access_log: access_log?,
     })
+}
+
+/// Decodes `access_log`: `"stdout"` or a file path (anchored later, like the key file).
+fn access_log(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<AccessLogTarget> {
+    match field.str(ctx)? {
+        "" => field.invalid(ctx, "access_log is \"stdout\" or a file path"),
+        "stdout" => Some(AccessLogTarget::Stdout),
+        path => Some(AccessLogTarget::File(PathBuf::from(path))),
+    }
 }
 
 /// The shortest inline session key accepted.
@@ -63,11 +74,15 @@ fn key_file(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<PathBuf> {
     Some(PathBuf::from(text))
 }
 
-/// Resolves a relative `session_key_file` against the config file's directory, like every
-/// other path in the config (the working directory depends on how the node was started).
+/// Resolves a relative `session_key_file` and `access_log` against the config file's
+/// directory, like every other path in the config (the working directory depends on how
+/// the node was started).
 pub(crate) fn anchor_key_file(mut node: NodeSettings, base: &Path) -> NodeSettings {
     if let SessionKeySource::File(path) = &node.session_key {
         node.session_key = SessionKeySource::File(base.join(path));
+    }
+    if let Some(AccessLogTarget::File(path)) = &node.access_log {
+        node.access_log = Some(AccessLogTarget::File(base.join(path)));
     }
     node
 }

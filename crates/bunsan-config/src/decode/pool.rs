@@ -10,7 +10,9 @@ use super::reader::{positive_duration, Field, Reader};
 use super::values::{invalid_address, parse_hash_key, resolve_server};
 use super::{read_name, Unique};
 use crate::error::ErrorKind;
-use crate::model::{AffinityMode, HashKey, OutlierConfig, PoolConfig, RetryConfig, ServerConfig};
+use crate::model::{
+    AffinityMode, HashKey, OutlierConfig, PoolConfig, RetryConfig, ServerConfig, UpstreamProtocol,
+};
 
 /// Default `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -66,6 +68,15 @@ fn decode_pool(ctx: &mut Ctx<'_>, mut table: Reader<'_, '_>, names: &mut Unique)
     // Passive detection costs nothing until servers fail, so it is on unless switched off.
     let outlier = table.get_or(ctx, "outlier", Some(OutlierConfig::default()), super::outlier::decode);
     let retry = table.get_or(ctx, "retry", RetryConfig::default(), super::retry::decode);
+    let upstream_field = table.optional("upstream");
+    let upstream = match &upstream_field {
+        Some(field) => super::upstream::protocol(ctx, field),
+        None => Some(UpstreamProtocol::Http1),
+    };
+    let upstream_tls =
+        table.get_or(ctx, "upstream_tls", None, |ctx, f| super::upstream::tls(ctx, f).map(Some));
+    super::upstream::check_h2_has_tls(ctx, upstream_field.as_ref(), upstream, upstream_tls.as_ref());
+    let send_proxy = table.get_or(ctx, "send_proxy", None, super::upstream::send_proxy);
     let servers = table.get_or(ctx, "server", Vec::new(), decode_servers);
     table.finish(ctx);
     Some(PoolConfig {
@@ -80,6 +91,9 @@ fn decode_pool(ctx: &mut Ctx<'_>, mut table: Reader<'_, '_>, names: &mut Unique)
         health: health?,
         outlier: outlier?,
         retry: retry?,
+        upstream: upstream?,
+        upstream_tls: upstream_tls?,
+        send_proxy: send_proxy?,
         servers: servers?,
     })
 }
