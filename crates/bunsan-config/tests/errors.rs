@@ -78,7 +78,8 @@ fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
     assert_eq!(
         error.kind,
         ErrorKind::UnknownKey {
-            valid: "workers, shutdown_timeout, session_key, session_key_file, max_sessions, access_log".into()
+            valid: "workers, shutdown_timeout, session_key, session_key_file, max_sessions, access_log"
+                .into()
         }
     );
     assert_eq!((error.line, error.column, error.key.as_str()), (2, 1, "node.worker"));
