@@ -27,6 +27,16 @@ pub enum NodeError {
         /// What is wrong.
         reason: String,
     },
+    /// A pool's `upstream_tls` CA file could not be read or used.
+    #[error("upstream TLS setup for pool {pool} failed: {path}: {reason}")]
+    UpstreamTls {
+        /// The pool.
+        pool: String,
+        /// The CA file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A listener names a pool that does not exist (a validated config never does).
     #[error("listener {listener} refers to unknown pool {pool}")]
     UnknownPool {

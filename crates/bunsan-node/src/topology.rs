@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bunsan_config::{Config, HashKey, HealthConfig, OutlierConfig, PoolConfig, RetryConfig};
+use bunsan_config::{
+    Config, HashKey, HealthConfig, OutlierConfig, PoolConfig, ProxyVersion, RetryConfig, UpstreamProtocol,
+};
 use bunsan_core::{Algorithm, PickContext, Selector, SessionKey};
 
 use crate::affinity::Affinity;
@@ -33,8 +35,8 @@ impl Topology {
     pub fn from_config(config: &Config, session_key: Option<Arc<SessionKey>>) -> Result<Self, NodeError> {
         let sticky = config.pools.iter().filter(|p| p.affinity.is_some()).count().max(1);
         let per_pool = (config.node.max_sessions / sticky).max(1);
-        let build = |(i, p)| Arc::new(Pool::from_config(i, p, session_key.clone(), per_pool));
-        let pools: Vec<Arc<Pool>> = config.pools.iter().enumerate().map(build).collect();
+        let build = |(i, p)| Pool::from_config(i, p, session_key.clone(), per_pool).map(Arc::new);
+        let pools: Vec<Arc<Pool>> = config.pools.iter().enumerate().map(build).collect::<Result<_, _>>()?;
         let listener_pool = config
             .listeners
             .iter()
@@ -85,6 +87,36 @@ pub struct PoolSettings {
     pub retry: RetryConfig,
     /// Active health checks, if any.
     pub health: Option<HealthConfig>,
+    /// The protocol spoken to the servers.
+    pub upstream: UpstreamProtocol,
+    /// TLS to the servers, if on.
+    pub upstream_tls: Option<Arc<crate::tls::UpstreamTls>>,
+    /// The PROXY protocol header that starts every connection to a server, if any.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+impl PoolSettings {
+    /// The settings of `config`; fails only when its upstream TLS files do not load.
+    pub fn from_config(config: &PoolConfig) -> Result<Self, NodeError> {
+        let upstream_tls = config
+            .upstream_tls
+            .as_ref()
+            .map(|tls| crate::tls::UpstreamTls::load(&config.name, tls, config.upstream))
+            .transpose()?
+            .map(Arc::new);
+        Ok(Self {
+            algorithm: config.algorithm,
+            hash_key: config.hash_key.clone(),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+            outlier: config.outlier.clone(),
+            retry: config.retry.clone(),
+            health: config.health.clone(),
+            upstream: config.upstream,
+            upstream_tls,
+            send_proxy: config.send_proxy,
+        })
+    }
 }
 
 /// Seed 001's representative name: servers doing the same job, and the selector that
@@ -130,7 +162,7 @@ impl Pool {
         config: &PoolConfig,
         key: Option<Arc<SessionKey>>,
         max_sessions: usize,
-    ) -> Self {
+    ) -> Result<Self, NodeError> {
         let servers: Vec<Arc<Server>> = config
             .servers
             .iter()
@@ -139,15 +171,7 @@ impl Pool {
                 Arc::new(Server::new(s, idle, config.health.is_some()))
             })
             .collect();
-        let settings = PoolSettings {
-            algorithm: config.algorithm,
-            hash_key: config.hash_key.clone(),
-            connect_timeout: config.connect_timeout,
-            response_timeout: config.response_timeout,
-            outlier: config.outlier.clone(),
-            retry: config.retry.clone(),
-            health: config.health.clone(),
-        };
+        let settings = PoolSettings::from_config(config)?;
         let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
         let affinity = config
             .affinity
@@ -157,7 +181,7 @@ impl Pool {
         let budget = Arc::new(RetryBudget::new(&config.retry));
         let name = config.name.clone();
         let assigned = Arc::new(AtomicU32::new(u32::MAX));
-        Self {
+        Ok(Self {
             name,
             index,
             settings,
@@ -167,7 +191,7 @@ impl Pool {
             affinity,
             budget,
             assigned,
-        }
+        })
     }
 
     /// The same pool with its selector rebuilt over the servers' current states; counters
