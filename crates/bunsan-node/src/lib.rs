@@ -21,6 +21,7 @@
 //! through [`state::StateBoard`], the one place that decides effective server states.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod affinity;
 pub mod clock;

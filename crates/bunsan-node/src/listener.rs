@@ -76,13 +76,15 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
+    /// Where finished HTTP requests are recorded.
+    pub access_log: Arc<crate::access_log::AccessLog>,
 }
 
 /// Accepts connections until shutdown, handing each to its protocol's handler.
 pub async fn accept_loop(bound: Bound, shared: Shared) {
-    let Shared { board, connections, tracker, shutdown } = shared;
+    let Shared { board, connections, tracker, shutdown, access_log } = shared;
     let tls = bound.tls.is_some();
-    let http = Arc::new(HttpContext::new(bound.index, board.clone(), connections.clone(), tls));
+    let http = Arc::new(HttpContext::new(bound.index, board.clone(), connections.clone(), access_log, tls));
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -119,11 +121,13 @@ async fn serve_http(
     ctx: Arc<HttpContext>,
     shutdown: CancellationToken,
 ) {
+    // Only a socket without an address (already closed) fails here; its serve fails too.
+    let local = stream.local_addr().unwrap_or(peer);
     let Some(acceptor) = tls else {
-        return serve_connection(stream, peer, ctx, shutdown).await;
+        return serve_connection(stream, peer, local, ctx, shutdown).await;
     };
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, ctx, shutdown).await,
+        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, local, ctx, shutdown).await,
         Ok(Err(error)) => tracing::debug!(client = %peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
     }

@@ -9,6 +9,7 @@ use bunsan_proto::admin::PoolDetail;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access_log::AccessLog;
 use crate::admin::{self, AdminContext};
 use crate::connections::ConnectionTable;
 use crate::error::NodeError;
@@ -61,11 +62,13 @@ impl Node {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let connections = Arc::new(ConnectionTable::default());
+        let access_log = Arc::new(AccessLog::new(config.node.access_log.clone()));
         let shared = Shared {
             board: board.clone(),
             connections: connections.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
+            access_log,
         };
         let listeners = bound.iter().map(|b| (b.name.clone(), b.addr)).collect();
         for b in bound {

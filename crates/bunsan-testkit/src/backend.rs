@@ -1,9 +1,12 @@
-//! A real HTTP/1.1 backend on an ephemeral loopback port that records what it sees.
+//! A real HTTP backend on an ephemeral loopback port that records what it sees. It
+//! speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c), or, started with TLS, both
+//! over TLS with ALPN.
 //!
 //! Routes: `/sleep/MS` answers after MS milliseconds; `/bytes/N` streams N bytes;
 //! `/echo` streams the request body back; `/status/CODE` answers with that status;
-//! anything else answers with the backend's name. Every response carries
-//! `x-backend: NAME`.
+//! `/trailers` answers `ok` followed by gRPC-style trailers (`grpc-status: 0`);
+//! a WebSocket upgrade on any path is accepted and echoes every message; anything else
+//! answers with the backend's name. Every response carries `x-backend: NAME`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,10 +19,14 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::SelfSigned;
 use tokio::task::{AbortHandle, JoinSet};
 
 /// One request as the backend received it.
@@ -53,7 +60,7 @@ pub struct Backend {
     task: AbortHandle,
 }
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 impl Backend {
     /// Starts a backend on an ephemeral port.
@@ -63,10 +70,20 @@ impl Backend {
 
     /// Starts a backend on `addr` (e.g. the address of one that was stopped).
     pub async fn start_on(name: &str, addr: SocketAddr) -> Self {
+        Self::start_with(name, addr, None).await
+    }
+
+    /// Starts a backend that speaks TLS with `cert` (ALPN `h2`, `http/1.1`).
+    pub async fn start_tls(name: &str, cert: &SelfSigned) -> Self {
+        let addr = "127.0.0.1:0".parse().expect("literal address");
+        Self::start_with(name, addr, Some(tls_acceptor(cert))).await
+    }
+
+    async fn start_with(name: &str, addr: SocketAddr, tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind(addr).await.expect("backend binds");
         let addr = listener.local_addr().expect("bound address");
         let shared = Arc::new(Shared::default());
-        let task = tokio::spawn(accept(listener, name.to_owned(), shared.clone())).abort_handle();
+        let task = tokio::spawn(accept(listener, tls, name.to_owned(), shared.clone())).abort_handle();
         Self { name: name.to_owned(), addr, shared, task }
     }
 
@@ -98,18 +115,45 @@ impl Drop for Backend {
 }
 
 /// Owns every connection task, so aborting it closes them all.
-async fn accept(listener: TcpListener, name: String, shared: Arc<Shared>) {
+async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, name: String, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         shared.connections.fetch_add(1, SeqCst);
-        let (name, shared) = (name.clone(), shared.clone());
+        let (name, shared, tls) = (name.clone(), shared.clone(), tls.clone());
         connections.spawn(async move {
-            let service = service_fn(move |req| handle(req, name.clone(), shared.clone()));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            match tls {
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        serve(stream, name, shared).await;
+                    }
+                }
+                None => serve(stream, name, shared).await,
+            }
         });
         while connections.try_join_next().is_some() {}
     }
+}
+
+async fn serve<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: I, name: String, shared: Arc<Shared>) {
+    let service = service_fn(move |req| handle(req, name.clone(), shared.clone()));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let _ = builder.serve_connection_with_upgrades(TokioIo::new(io), service).await;
+}
+
+fn tls_acceptor(cert: &SelfSigned) -> TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("test key parses");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("default versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert_der.clone()], key)
+        .expect("test certificate and key match");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
 }
 
 async fn handle(
@@ -132,7 +176,13 @@ async fn handle(
 }
 
 async fn route(req: Request<Incoming>, name: &str) -> Response<Body> {
+    if crate::websocket::is_upgrade(&req) {
+        return crate::websocket::accept_echo(req);
+    }
     let path = req.uri().path().to_owned();
+    if path == "/trailers" {
+        return Response::new(with_trailers(name));
+    }
     let arg = |prefix: &str| path.strip_prefix(prefix).and_then(|rest| rest.parse::<u64>().ok());
     if let Some(ms) = arg("/sleep/") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -149,6 +199,16 @@ async fn route(req: Request<Incoming>, name: &str) -> Response<Body> {
         return Response::new(req.into_body().boxed());
     }
     Response::new(full(name.to_owned()))
+}
+
+/// `ok`, then trailers naming the backend, as a gRPC server ends a call.
+fn with_trailers(name: &str) -> Body {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    trailers.insert("x-trailer-from", name.parse().expect("backend names are header-safe"));
+    let frames =
+        [Ok::<_, hyper::Error>(Frame::data(Bytes::from_static(b"ok"))), Ok(Frame::trailers(trailers))];
+    http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
 }
 
 fn full(text: String) -> Body {

@@ -34,6 +34,7 @@ pub mod faulty;
 pub mod process;
 pub mod tcp;
 pub mod wait;
+pub mod websocket;
 
 pub use backend::{pattern_byte, Backend, Seen};
 pub use cert::SelfSigned;

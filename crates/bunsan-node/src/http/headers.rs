@@ -37,6 +37,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the client's `TE` header lists `trailers` (it will accept trailer fields, as
+/// gRPC clients say).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| coding.split(';').next().is_some_and(|c| c.trim().eq_ignore_ascii_case("trailers")))
+}
+
 /// What the node knows about the client side of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientSide<'a> {

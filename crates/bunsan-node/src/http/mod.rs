@@ -1,12 +1,17 @@
 //! The HTTP side of the node: serves client connections (HTTP/1.1, h2c with prior
 //! knowledge, and either over TLS with ALPN) and forwards each request to a pool.
 
+mod attempt;
 pub mod body;
 pub mod headers;
 pub mod key;
 pub mod local;
+mod log;
+pub mod private;
 mod proxy;
 pub mod replay;
+pub mod request_id;
+pub mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +24,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::access_log::AccessLog;
 use crate::connections::{ConnectionTable, Link, Registration};
 use crate::session::ClientSessions;
 use crate::state::StateBoard;
@@ -40,6 +46,8 @@ pub struct HttpContext {
     pub proto: &'static str,
     /// Every open client connection.
     pub connections: Arc<ConnectionTable>,
+    /// Where finished requests are recorded.
+    pub access_log: Arc<AccessLog>,
     builder: auto::Builder<TokioExecutor>,
 }
 
@@ -49,12 +57,14 @@ impl HttpContext {
         listener: usize,
         board: Arc<StateBoard>,
         connections: Arc<ConnectionTable>,
+        access_log: Arc<AccessLog>,
         tls: bool,
     ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
         builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_CONCURRENT_STREAMS);
-        Self { listener, board, proto: if tls { "https" } else { "http" }, connections, builder }
+        let proto = if tls { "https" } else { "http" };
+        Self { listener, board, proto, connections, access_log, builder }
     }
 }
 
@@ -65,6 +75,10 @@ impl HttpContext {
 pub struct ClientConn {
     /// The client's address.
     pub addr: SocketAddr,
+    /// The node's address the client connected to.
+    pub local: SocketAddr,
+    /// Its private upstream connection, for pools that send a PROXY header.
+    pub private: Arc<private::PrivateConn>,
     /// Sessions this connection is attached to.
     pub sessions: ClientSessions<u32, Sender>,
     /// Keeps the connection in the table until it closes.
@@ -75,9 +89,12 @@ pub struct ClientConn {
 
 /// Serves one client connection until it closes; on `shutdown` it finishes the requests
 /// in flight and then closes (HTTP/2: GOAWAY; HTTP/1.1: no further keep-alive).
+/// `client` is the client's address (from a PROXY header when the listener takes one),
+/// `local` the node's end of the connection.
 pub async fn serve_connection<I>(
     io: I,
     client: SocketAddr,
+    local: SocketAddr,
     ctx: Arc<HttpContext>,
     shutdown: CancellationToken,
 ) where
@@ -87,7 +104,9 @@ pub async fn serve_connection<I>(
     let registration = ctx.connections.register(Link::new(ctx.listener, client));
     let link = registration.link.clone();
     let sessions = ClientSessions::new();
-    let conn_state = Arc::new(ClientConn { addr: client, sessions, _registration: registration, link });
+    let private = Arc::default();
+    let conn_state =
+        Arc::new(ClientConn { addr: client, local, private, sessions, _registration: registration, link });
     let service = service_fn(move |req| {
         let (ctx, conn) = (service_ctx.clone(), conn_state.clone());
         async move { Ok::<_, Infallible>(proxy::forward(&ctx, &conn, req).await) }

@@ -1,6 +1,6 @@
 //! Forwards one HTTP request: choose a server (a session's own, or the balancer's pick),
-//! lease a connection, send, stream the response back — and when a server fails, move
-//! the request to a second server (seed 002) if that is safe.
+//! send it there ([`super::attempt`]), stream the response back — and when a server
+//! fails, move the request to a second server (seed 002) if that is safe.
 //!
 //! Safety rules ([`super::replay`] has the details): a request that reached no server
 //! (connect failure, a pooled connection found closed before the request was written)
@@ -13,46 +13,76 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use bunsan_config::UpstreamProtocol;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use tokio::sync::oneshot;
 
+use super::attempt::{Attempt, Outcome};
 use super::body::{ConnHome, ForwardBody, ResponseBody};
 use super::headers::{add_forwarding, strip_hop_by_hop, ClientSide};
 use super::key::request_key;
 use super::local::{respond, LocalError};
+use super::log::Note;
 use super::replay::{self, Replay};
-use super::{ClientConn, HttpContext};
+use super::request_id::{self, X_REQUEST_ID};
+use super::{upgrade, ClientConn, HttpContext};
 use crate::affinity::{Affinity, Decision};
 use crate::outlier::{self, Verdict};
-use crate::server::{InFlight, Server};
+use crate::server::InFlight;
 use crate::topology::Pool;
-use crate::upstream::{self, Sender};
+use crate::upstream::Sender;
 
-/// Handles one client request end to end.
+/// Handles one client request end to end; every response carries the request's id, and
+/// is written to the access log when it ends.
 pub async fn forward(
     ctx: &HttpContext,
     client: &ClientConn,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let (started, arrival) = (Instant::now(), SystemTime::now());
+    let id = request_id::ensure(req.headers_mut());
+    let mut note = Note::default();
+    let draft = ctx.access_log.enabled().then(|| super::log::Draft::new(&req, client.addr, &id, arrival));
+    let mut response = route(ctx, client, req, &mut note).await;
+    response.headers_mut().insert(X_REQUEST_ID, id);
+    let tail = draft.map(|draft| draft.finish(note, &response, started, ctx.access_log.clone()));
+    response.map(|body| body.logged(tail))
+}
+
+async fn route(
+    ctx: &HttpContext,
+    client: &ClientConn,
+    mut req: Request<Incoming>,
+    note: &mut Note,
 ) -> Response<ResponseBody> {
     let Some(pool) = ctx.board.topology().pool_for_listener(ctx.listener).cloned() else {
         return respond(LocalError::NoServer, "?");
     };
+    note.pool = Some(pool.clone());
     let ip = client.addr.ip();
     let session = pool
         .affinity
         .as_ref()
         .map(|a| a.resolve(&pool.name, &pool.servers, req.headers(), ip, &client.sessions));
     let key = pool.settings.hash_key.as_ref().and_then(|k| request_key(k, &req, ip));
+    // HTTP/2 servers cannot take an HTTP/1.1 upgrade: it goes as a plain request.
+    let upgrade = (upgrade::requested(&req) && pool.settings.upstream == UpstreamProtocol::Http1)
+        .then(|| (req.headers().get(header::UPGRADE).cloned(), hyper::upgrade::on(&mut req)));
     let side = ClientSide { addr: client.addr, proto: ctx.proto };
     let (mut parts, body) = req.into_parts();
     if let Err(why) = rewrite(&mut parts, side) {
         return local(&pool, LocalError::BadRequest(why));
     }
+    let client_upgrade = upgrade.and_then(|(value, on)| {
+        upgrade::restore(&mut parts.headers, value?);
+        Some(on)
+    });
     if let Some(affinity) = &pool.affinity {
         affinity.strip_identifier(&mut parts.headers);
     }
@@ -60,7 +90,8 @@ pub async fn forward(
     let Ok(prepared) = replay::prepare(parts, body, retry.buffer, retry.attempts > 1).await else {
         return local(&pool, LocalError::BadRequest("the request body broke off"));
     };
-    let exchange = Exchange { ctx, pool: &pool, client, key, session, replay: prepared.replay };
+    let exchange =
+        Exchange { ctx, pool: &pool, client, key, session, replay: prepared.replay, client_upgrade, note };
     exchange.run(prepared.request, prepared.body_sent).await
 }
 
@@ -75,6 +106,10 @@ struct Exchange<'a> {
     session: Option<Decision>,
     /// A copy for replays, if the request may be replayed.
     replay: Option<Replay>,
+    /// The client's side of an upgrade it asked for.
+    client_upgrade: Option<OnUpgrade>,
+    /// What the access log will say.
+    note: &'a mut Note,
 }
 
 impl Exchange<'_> {
@@ -92,12 +127,19 @@ impl Exchange<'_> {
             let Some(index) = next else { return local(self.pool, LocalError::NoServer) };
             self.client.link.associate(self.pool.index, index);
             let in_flight = self.pool.servers[index].begin();
-            let outcome = attempt(self.pool, in_flight.server(), req, &mut body_sent, self.bound_key()).await;
+            let attempt = Attempt {
+                pool: self.pool,
+                server: in_flight.server(),
+                client: self.client,
+                session: self.bound_key(),
+            };
+            let outcome = attempt.run(req, &mut body_sent).await;
             self.count(index, &outcome, &in_flight);
             // An unsent request comes back: nothing reached the server, it may go anywhere.
             let (failure, unsent) = match outcome {
-                Outcome::Answered(response, sender) => {
-                    return self.answered(index, response, sender, in_flight)
+                Outcome::Answered { response, sender, connect } => {
+                    self.note.connect = connect;
+                    return self.answered(index, response, sender, in_flight);
                 }
                 Outcome::NotSent(back) => (LocalError::UpstreamFailed, Some(back)),
                 Outcome::Failed => (LocalError::UpstreamFailed, None),
@@ -124,6 +166,7 @@ impl Exchange<'_> {
                 }
                 _ => return local(self.pool, failure),
             };
+            self.note.retries += 1;
             self.client.link.failovers.fetch_add(1, Relaxed);
         }
     }
@@ -131,8 +174,8 @@ impl Exchange<'_> {
     /// Counts an attempt's outcome for metrics and passive detection.
     fn count(&self, index: usize, outcome: &Outcome, in_flight: &InFlight) {
         let verdict = match outcome {
-            Outcome::Answered(response, _) if response.status().is_server_error() => Verdict::Failed,
-            Outcome::Answered(..) => Verdict::Healthy,
+            Outcome::Answered { response, .. } if response.status().is_server_error() => Verdict::Failed,
+            Outcome::Answered { .. } => Verdict::Healthy,
             _ => Verdict::Failed,
         };
         outlier::record(&self.ctx.board, self.pool, index, verdict);
@@ -165,17 +208,30 @@ impl Exchange<'_> {
         }
     }
 
-    /// Relays the response: over the session's connection home if it has one, moving or
-    /// starting a session first when needed.
+    /// Relays the response — over a tunnel after an upgrade, else streamed with the
+    /// connection going home after the body — moving or starting a session first when
+    /// needed.
     fn answered(
-        &self,
+        &mut self,
         index: usize,
         response: Response<Incoming>,
         sender: Sender,
         in_flight: InFlight,
     ) -> Response<ResponseBody> {
+        self.note.server = Some(in_flight.server().clone());
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The upgraded connection is the tunnel's now; it never goes back to a pool.
+            drop(sender);
+            return match self.client_upgrade.take() {
+                Some(client) => upgrade::tunnel(response, client, in_flight),
+                // A 101 nobody asked for would leave the client reading another protocol.
+                None => local(self.pool, LocalError::UpstreamFailed),
+            };
+        }
+        let private =
+            self.pool.settings.send_proxy.is_some().then(|| ConnHome::Private(self.client.private.clone()));
         let (Some(affinity), Some(decision)) = (&self.pool.affinity, self.session) else {
-            return relay(response, sender, in_flight, ConnHome::Pool);
+            return relay(response, sender, in_flight, private.unwrap_or(ConnHome::Pool));
         };
         let server = &self.pool.servers[index];
         let secure = self.ctx.proto == "https";
@@ -183,18 +239,25 @@ impl Exchange<'_> {
             Decision::Continue { key, .. } => (key, None),
             Decision::Move { key, issued } => {
                 match affinity.moved(&self.pool.name, key, issued, index, &server.name, secure) {
-                    Some(header) => (key, header),
+                    Some(header) => {
+                        self.note.session(key, "moved");
+                        (key, header)
+                    }
                     None => return self.start_session(affinity, index, response, sender, in_flight),
                 }
             }
             Decision::Start => return self.start_session(affinity, index, response, sender, in_flight),
         };
-        let home = ConnHome::Session { table: affinity.table.clone(), key, server: index as u32 };
+        if matches!(decision, Decision::Continue { .. }) {
+            self.note.session(key, "continued");
+        }
+        let home =
+            private.unwrap_or(ConnHome::Session { table: affinity.table.clone(), key, server: index as u32 });
         with_header(relay(response, sender, in_flight, home), header)
     }
 
     fn start_session(
-        &self,
+        &mut self,
         affinity: &Arc<Affinity>,
         index: usize,
         response: Response<Incoming>,
@@ -205,11 +268,17 @@ impl Exchange<'_> {
         let ip = self.client.addr.ip();
         let secure = self.ctx.proto == "https";
         let started = affinity.start(&self.pool.name, index, &server.name, ip, secure, &self.client.sessions);
+        let private =
+            self.pool.settings.send_proxy.is_some().then(|| ConnHome::Private(self.client.private.clone()));
         let Some(started) = started else {
-            return relay(response, sender, in_flight, ConnHome::Pool);
+            return relay(response, sender, in_flight, private.unwrap_or(ConnHome::Pool));
         };
-        let home =
-            ConnHome::Session { table: affinity.table.clone(), key: started.key, server: index as u32 };
+        self.note.session(started.key, "new");
+        let home = private.unwrap_or(ConnHome::Session {
+            table: affinity.table.clone(),
+            key: started.key,
+            server: index as u32,
+        });
         with_header(relay(response, sender, in_flight, home), started.header)
     }
 }
@@ -223,120 +292,6 @@ fn with_header(
         reply.headers_mut().append(name, value);
     }
     reply
-}
-
-/// How one attempt on one server ended.
-enum Outcome {
-    /// The server sent a response head.
-    Answered(Response<Incoming>, Sender),
-    /// Nothing reached the server; the request comes back for another one.
-    NotSent(Request<ForwardBody>),
-    /// The request reached the server and the exchange broke.
-    Failed,
-    /// No response head within the pool's response timeout.
-    TimedOut,
-}
-
-/// Sends `req` to `server`: over the session's own connection when it has an idle one,
-/// else a pooled or new one. A reused connection found closed before the request was
-/// written is replaced, at most once per idle one.
-async fn attempt(
-    pool: &Pool,
-    server: &Arc<Server>,
-    mut req: Request<ForwardBody>,
-    body_sent: &mut Option<oneshot::Receiver<()>>,
-    session: Option<[u8; 16]>,
-) -> Outcome {
-    let counters = &server.counters;
-    let mut session_conn = session_connection(pool, session).await;
-    loop {
-        let lease = match session_conn.take() {
-            Some(sender) => upstream::Lease { sender, reused: true },
-            None => match upstream::lease(&server.idle, server.addr, pool.settings.connect_timeout).await {
-                Ok(lease) => lease,
-                Err(error) => {
-                    counters.connect_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(pool = %pool.name, server = %server.name, %error, "upstream connect failed");
-                    return Outcome::NotSent(req);
-                }
-            },
-        };
-        let counter = if lease.reused { &counters.connections_reused } else { &counters.connections_opened };
-        counter.fetch_add(1, Relaxed);
-        match send(pool, server, lease.sender, req, body_sent).await {
-            Sent::Retry(back) if lease.reused => req = back,
-            Sent::Retry(back) => return Outcome::NotSent(back),
-            Sent::Done(outcome) => return outcome,
-        }
-    }
-}
-
-/// The session's own idle upstream connection, if it has one that is still usable.
-async fn session_connection(pool: &Pool, session: Option<[u8; 16]>) -> Option<Sender> {
-    let affinity = pool.affinity.as_ref()?;
-    let mut sender = affinity.table.take_conn(&session?)?;
-    if sender.is_closed() || sender.ready().await.is_err() {
-        return None;
-    }
-    affinity.counters.session_connection_reuses.fetch_add(1, Relaxed);
-    Some(sender)
-}
-
-/// The result of sending over one connection.
-enum Sent {
-    /// The request was not written; it comes back.
-    Retry(Request<ForwardBody>),
-    /// Anything else.
-    Done(Outcome),
-}
-
-async fn send(
-    pool: &Pool,
-    server: &Server,
-    mut sender: Sender,
-    req: Request<ForwardBody>,
-    body_sent: &mut Option<oneshot::Receiver<()>>,
-) -> Sent {
-    let counters = &server.counters;
-    let started = Instant::now();
-    let response = sender.try_send_request(req);
-    let deadline = response_deadline(pool.settings.response_timeout, body_sent);
-    tokio::pin!(deadline);
-    let result = tokio::select! {
-        result = response => result,
-        () = &mut deadline => {
-            counters.timeouts.fetch_add(1, Relaxed);
-            return Sent::Done(Outcome::TimedOut);
-        }
-    };
-    match result {
-        Ok(response) => {
-            counters.record_latency(started.elapsed());
-            counters.record_status(response.status().as_u16());
-            Sent::Done(Outcome::Answered(response, sender))
-        }
-        Err(mut error) => match error.take_message() {
-            Some(back) => Sent::Retry(back),
-            None => {
-                counters.upstream_errors.fetch_add(1, Relaxed);
-                let error = error.into_error();
-                tracing::warn!(pool = %pool.name, server = %server.name, %error, "upstream request failed");
-                Sent::Done(Outcome::Failed)
-            }
-        },
-    }
-}
-
-/// Resolves `timeout` after the request body has been sent completely. Borrows the
-/// signal, so a request that comes back unsent keeps it for its next attempt.
-async fn response_deadline(timeout: std::time::Duration, body_sent: &mut Option<oneshot::Receiver<()>>) {
-    if let Some(sent) = body_sent.as_mut() {
-        // A dropped sender means the body is gone (sent or failed); either way the wait
-        // for the server starts now.
-        let _sent_or_dropped = sent.await;
-        *body_sent = None;
-    }
-    tokio::time::sleep(timeout).await;
 }
 
 /// Turns the server's response into the client's: hop-by-hop headers out, body streamed.
@@ -366,9 +321,14 @@ fn local(pool: &Pool, error: LocalError) -> Response<ResponseBody> {
 }
 
 /// Rewrites a client request's head into the one sent upstream: origin-form target,
-/// `Host` from the authority, HTTP/1.1, hop-by-hop headers out, forwarding headers in.
+/// `Host` from the authority, HTTP/1.1, hop-by-hop headers out (but `TE: trailers`, which
+/// gRPC needs, kept), forwarding headers in.
 fn rewrite(parts: &mut http::request::Parts, client: ClientSide<'_>) -> Result<(), &'static str> {
+    let trailers = super::headers::accepts_trailers(&parts.headers);
     strip_hop_by_hop(&mut parts.headers);
+    if trailers {
+        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     // hyper already answered any `Expect: 100-continue` towards the client.
     parts.headers.remove(header::EXPECT);
     if let Some(authority) = parts.uri.authority() {

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `bunsan` binary against real backends on loopback.
 
+mod access_log;
 mod admin;
 mod affinity;
 mod agent_cmd;
@@ -14,7 +15,7 @@ mod errors;
 mod failover;
 mod protocols;
 mod shutdown;
-mod tcp;
+mod upstream;
 
 use std::path::Path;
 use std::process::Output;
