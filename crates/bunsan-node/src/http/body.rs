@@ -3,6 +3,7 @@
 //! ever holds a whole body.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -27,6 +28,9 @@ use super::private::PrivateConn;
 pub struct ForwardBody {
     source: Source,
     sent: Option<oneshot::Sender<()>>,
+    /// Set when the client's side of a streamed body fails (malformed chunking, a
+    /// client that went away): the exchange then failed through no fault of the server.
+    client_broke: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Debug)]
@@ -39,18 +43,23 @@ impl ForwardBody {
     /// A body held in memory.
     pub(crate) fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         let data = (!data.is_empty()).then_some(data);
-        Self { source: Source::Buffered { data, trailers }, sent: None }
+        Self { source: Source::Buffered { data, trailers }, sent: None, client_broke: None }
     }
 
     /// A body streamed from the client after `prefix`; the receiver fires once it has been
-    /// sent (or dropped).
-    pub(crate) fn streaming(prefix: Option<Bytes>, rest: Incoming) -> (Self, Option<oneshot::Receiver<()>>) {
+    /// sent (or dropped), and the flag is set if the client's side of it fails.
+    pub(crate) fn streaming(
+        prefix: Option<Bytes>,
+        rest: Incoming,
+    ) -> (Self, Option<oneshot::Receiver<()>>, Arc<AtomicBool>) {
         let prefix = prefix.filter(|p| !p.is_empty());
-        if prefix.is_none() && rest.is_end_stream() {
-            return (Self { source: Source::Streaming { prefix, rest }, sent: None }, None);
+        let broke = Arc::new(AtomicBool::new(false));
+        let source = Source::Streaming { prefix, rest };
+        if matches!(&source, Source::Streaming { prefix: None, rest } if rest.is_end_stream()) {
+            return (Self { source, sent: None, client_broke: Some(broke.clone()) }, None, broke);
         }
         let (tx, rx) = oneshot::channel();
-        (Self { source: Source::Streaming { prefix, rest }, sent: Some(tx) }, Some(rx))
+        (Self { source, sent: Some(tx), client_broke: Some(broke.clone()) }, Some(rx), broke)
     }
 }
 
@@ -72,6 +81,9 @@ impl Body for ForwardBody {
                 None => Pin::new(rest).poll_frame(cx),
             },
         };
+        if let (Poll::Ready(Some(Err(_))), Some(broke)) = (&polled, &self.client_broke) {
+            broke.store(true, Relaxed);
+        }
         if matches!(polled, Poll::Ready(None)) {
             if let Some(sent) = self.sent.take() {
                 let _receiver_gone_is_fine = sent.send(());

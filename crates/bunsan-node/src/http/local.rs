@@ -16,6 +16,8 @@ pub enum LocalError {
     Timeout,
     /// The request cannot be forwarded as it is: `400`, and the connection is closed.
     BadRequest(&'static str),
+    /// A method the node does not forward (`CONNECT`): `405`, and the connection is closed.
+    NotAllowed(&'static str),
 }
 
 impl LocalError {
@@ -26,6 +28,7 @@ impl LocalError {
             Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -35,6 +38,7 @@ impl LocalError {
             Self::UpstreamFailed => format!("no server in pool {pool} could complete the request"),
             Self::Timeout => format!("the server in pool {pool} did not answer in time"),
             Self::BadRequest(why) => format!("bad request: {why}"),
+            Self::NotAllowed(why) => format!("method not allowed: {why}"),
         }
     }
 }
@@ -48,7 +52,7 @@ pub fn respond(error: LocalError, pool: &str) -> Response<ResponseBody> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if matches!(error, LocalError::BadRequest(_)) {
+    if matches!(error, LocalError::BadRequest(_) | LocalError::NotAllowed(_)) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response

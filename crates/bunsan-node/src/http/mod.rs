@@ -11,6 +11,7 @@ pub mod private;
 mod proxy;
 pub mod replay;
 pub mod request_id;
+pub mod strict;
 pub mod upgrade;
 
 use std::convert::Infallible;

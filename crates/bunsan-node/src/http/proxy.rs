@@ -11,7 +11,7 @@
 //! in the connection table is re-pointed to the second server, and a session bound to
 //! the failed server is re-bound there, with a refreshed identifier in the response.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -31,6 +31,7 @@ use super::local::{respond, LocalError};
 use super::log::Note;
 use super::replay::{self, Replay};
 use super::request_id::{self, X_REQUEST_ID};
+use super::strict::{self, Refusal};
 use super::{upgrade, ClientConn, HttpContext};
 use crate::affinity::{Affinity, Decision};
 use crate::outlier::{self, Verdict};
@@ -65,6 +66,9 @@ async fn route(
         return respond(LocalError::NoServer, "?");
     };
     note.pool = Some(pool.clone());
+    if let Err(refusal) = strict::check(&req) {
+        return local(&pool, refusal.into());
+    }
     let ip = client.addr.ip();
     let session = pool
         .affinity
@@ -90,8 +94,17 @@ async fn route(
     let Ok(prepared) = replay::prepare(parts, body, retry.buffer, retry.attempts > 1).await else {
         return local(&pool, LocalError::BadRequest("the request body broke off"));
     };
-    let exchange =
-        Exchange { ctx, pool: &pool, client, key, session, replay: prepared.replay, client_upgrade, note };
+    let exchange = Exchange {
+        ctx,
+        pool: &pool,
+        client,
+        key,
+        session,
+        replay: prepared.replay,
+        client_broke: prepared.client_broke,
+        client_upgrade,
+        note,
+    };
     exchange.run(prepared.request, prepared.body_sent).await
 }
 
@@ -106,6 +119,8 @@ struct Exchange<'a> {
     session: Option<Decision>,
     /// A copy for replays, if the request may be replayed.
     replay: Option<Replay>,
+    /// Set if the client's side of a streamed body failed.
+    client_broke: Option<Arc<AtomicBool>>,
     /// The client's side of an upgrade it asked for.
     client_upgrade: Option<OnUpgrade>,
     /// What the access log will say.
@@ -134,6 +149,14 @@ impl Exchange<'_> {
                 session: self.bound_key(),
             };
             let outcome = attempt.run(req, &mut body_sent).await;
+            if self.client_broke.as_ref().is_some_and(|broke| broke.load(Relaxed)) {
+                // The client broke the exchange (malformed chunking, gone mid-upload): no
+                // verdict on the server, and no replay of a body that never was whole.
+                return local(
+                    self.pool,
+                    LocalError::BadRequest("the request body was malformed or cut short"),
+                );
+            }
             self.count(index, &outcome, &in_flight);
             // An unsent request comes back: nothing reached the server, it may go anywhere.
             let (failure, unsent) = match outcome {
@@ -283,6 +306,15 @@ impl Exchange<'_> {
     }
 }
 
+impl From<Refusal> for LocalError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::BadRequest(why) => Self::BadRequest(why),
+            Refusal::NotAllowed(why) => Self::NotAllowed(why),
+        }
+    }
+}
+
 /// Adds a session identifier header to a response, if there is one.
 fn with_header(
     mut reply: Response<ResponseBody>,
@@ -314,7 +346,7 @@ fn local(pool: &Pool, error: LocalError) -> Response<ResponseBody> {
         LocalError::NoServer => &counters.no_server,
         LocalError::UpstreamFailed => &counters.upstream_failed,
         LocalError::Timeout => &counters.timeouts,
-        LocalError::BadRequest(_) => &counters.bad_requests,
+        LocalError::BadRequest(_) | LocalError::NotAllowed(_) => &counters.bad_requests,
     };
     counter.fetch_add(1, Relaxed);
     respond(error, &pool.name)

@@ -55,6 +55,8 @@ pub struct Prepared {
     pub body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
     /// A copy for replays, if the request may be replayed.
     pub replay: Option<Replay>,
+    /// For a streamed body: set if the client's side of it fails.
+    pub client_broke: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Builds the upstream request from rewritten `parts`, buffering the body (up to `limit`)
@@ -72,15 +74,20 @@ pub async fn prepare(
         Buffered::Whole(data, trailers) => {
             let replay =
                 Replay { method: parts.method, uri: parts.uri, headers: parts.headers, body: data, trailers };
-            Ok(Prepared { request: replay.request(), body_sent: None, replay: Some(replay) })
+            Ok(Prepared {
+                request: replay.request(),
+                body_sent: None,
+                replay: Some(replay),
+                client_broke: None,
+            })
         }
         Buffered::Prefix(prefix, rest) => Ok(streaming(parts, Some(prefix), rest)),
     }
 }
 
 fn streaming(parts: http::request::Parts, prefix: Option<Bytes>, rest: Incoming) -> Prepared {
-    let (body, body_sent) = ForwardBody::streaming(prefix, rest);
-    Prepared { request: Request::from_parts(parts, body), body_sent, replay: None }
+    let (body, body_sent, broke) = ForwardBody::streaming(prefix, rest);
+    Prepared { request: Request::from_parts(parts, body), body_sent, replay: None, client_broke: Some(broke) }
 }
 
 /// A body read to its end within the limit, or the part read so far and the rest.

@@ -13,6 +13,7 @@ mod control_plane;
 mod demo;
 mod errors;
 mod failover;
+mod hostile;
 mod protocols;
 mod shutdown;
 mod upstream;
