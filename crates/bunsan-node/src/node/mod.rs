@@ -266,3 +266,6 @@ pub fn preflight(config: &Config) -> Result<(), NodeError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
