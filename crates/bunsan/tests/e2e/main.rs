@@ -13,6 +13,7 @@ mod demo;
 mod errors;
 mod failover;
 mod protocols;
+mod reload;
 mod shutdown;
 mod tcp;
 
