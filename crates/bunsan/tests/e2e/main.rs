@@ -16,6 +16,7 @@ mod protocols;
 mod reload;
 mod shutdown;
 mod tcp;
+mod zero_downtime;
 
 use std::path::Path;
 use std::process::Output;
