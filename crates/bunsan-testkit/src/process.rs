@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -59,7 +59,12 @@ impl Bunsan {
         Self::spawn(bin, self.dir.clone(), Some(socket), tag).await
     }
 
-    async fn spawn(bin: &Path, dir: Arc<TempDir>, upgrade: Option<PathBuf>, tag: &str) -> Result<Self, String> {
+    async fn spawn(
+        bin: &Path,
+        dir: Arc<TempDir>,
+        upgrade: Option<PathBuf>,
+        tag: &str,
+    ) -> Result<Self, String> {
         let ready_path = dir.path().join(format!("ready{tag}.json"));
         let stderr_path = dir.path().join(format!("stderr{tag}.log"));
         let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;

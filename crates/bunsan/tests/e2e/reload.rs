@@ -46,7 +46,8 @@ async fn sighup_adds_a_server_and_removes_one() {
 
     node.write_config(&http_config(&[(&b[0], 1), (&b[2], 1)], RR));
     node.signal(Signal::SIGHUP);
-    let reloaded = bunsan_testkit::eventually(Duration::from_secs(10), || node.stderr().contains("config reloaded"));
+    let reloaded =
+        bunsan_testkit::eventually(Duration::from_secs(10), || node.stderr().contains("config reloaded"));
     assert!(reloaded.await, "no reload:\n{}", node.stderr());
 
     let two_before = b[1].hits();
@@ -67,11 +68,15 @@ async fn ctl_reload_reports_changes_and_refuses_a_broken_config() {
     assert!(out.contains("servers added: app/two"), "{out}");
     assert!(served_by(&node, 10).await.contains(&"two".to_owned()));
 
-    let broken = http_config(&[(&b[0], 1), (&b[1], 1)], RR).replace("capacity = 1\n\n[[pool.server]]", "capacity = \"lots\"\n\n[[pool.server]]");
+    let broken = http_config(&[(&b[0], 1), (&b[1], 1)], RR)
+        .replace("capacity = 1\n\n[[pool.server]]", "capacity = \"lots\"\n\n[[pool.server]]");
     node.write_config(&broken);
     let (ok, _, err) = ctl(&node, &["reload"]).await;
     assert!(!ok, "a broken config was accepted");
-    assert!(err.contains("bunsan.toml:") && err.contains("capacity"), "the error names the file, line and key: {err}");
+    assert!(
+        err.contains("bunsan.toml:") && err.contains("capacity"),
+        "the error names the file, line and key: {err}"
+    );
     assert!(node.stderr().contains("reload refused"), "the node logs the refusal");
     let served = served_by(&node, 10).await;
     assert!(served.contains(&"one".to_owned()) && served.contains(&"two".to_owned()), "old config serves");

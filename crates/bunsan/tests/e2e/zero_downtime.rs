@@ -135,7 +135,8 @@ async fn reloads_and_a_binary_upgrade_under_load_fail_no_request() {
         client.await.unwrap();
     }
     let new = new.expect("the upgrade ran");
-    let (ok, failed, refused) = (tally.ok.load(Relaxed), tally.failed.load(Relaxed), tally.refused.load(Relaxed));
+    let (ok, failed, refused) =
+        (tally.ok.load(Relaxed), tally.failed.load(Relaxed), tally.refused.load(Relaxed));
     eprintln!("{ok} ok, {failed} failed, {refused} refused, {reloads} reloads");
     assert_eq!((failed, refused), (0, 0), "old:\n{}\nnew:\n{}", old.stderr(), new.stderr());
     assert!(before_upgrade > 1000, "the old process served: {before_upgrade}");
