@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Why a node could not start.
+/// Why a node could not start, or a reload was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
@@ -53,4 +53,13 @@ pub enum NodeError {
         /// What is wrong.
         reason: String,
     },
+    /// The reloaded config file is invalid (every error, with its file, line and key).
+    #[error("{0}")]
+    Config(String),
+    /// The node was started without a config file, so there is nothing to reload.
+    #[error("this node was not started from a config file; nothing to reload")]
+    NoConfigPath,
+    /// The reload could not run at all.
+    #[error("reload failed: {0}")]
+    Reload(String),
 }

@@ -19,7 +19,9 @@
 //! balancer pick ([`bunsan_core::Selector`]) → upstream lease (the server's idle pool or
 //! a new connection) → forward, stream the response back, count. State changes go
 //! through [`state::StateBoard`], the one place that decides effective server states.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the one exception is `handover::fds`, which takes ownership of
+// file descriptors received over a Unix socket (SCM_RIGHTS).
+#![deny(unsafe_code)]
 
 pub mod access_log;
 pub mod admin;
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod connections;
 pub mod control;
 mod error;
+pub mod handover;
 pub mod health;
 pub mod http;
 mod listener;
@@ -45,5 +48,5 @@ pub mod topology;
 mod upstream;
 
 pub use error::NodeError;
-pub use node::{preflight, Drained, Node};
+pub use node::{preflight, Drained, Node, NodeHandle, StartOptions, ADMIN_SOCKET};
 pub use upstream::ConnectError;

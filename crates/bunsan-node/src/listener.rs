@@ -1,8 +1,9 @@
 //! Listening sockets and their accept loops.
 //!
 //! All sockets are bound before the node reports itself started, so a port conflict
-//! fails the start instead of surfacing later. Accept loops stop on shutdown; the
-//! connections they started are tracked so shutdown can wait for them.
+//! fails the start instead of surfacing later. Accept loops stop on shutdown, or alone
+//! when a reload removes or restarts their listener (the socket may outlive its loop);
+//! the connections they started are tracked so shutdown can wait for them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,27 +31,48 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 
 /// A bound listener, ready to accept.
 pub struct Bound {
-    /// Its index in the config.
+    /// Its stable id (see [`crate::topology::ListenerRoute`]).
     pub index: usize,
     /// Its name.
     pub name: String,
     /// The address actually bound (port 0 resolved).
     pub addr: SocketAddr,
     protocol: Protocol,
-    socket: TcpListener,
+    socket: Arc<TcpListener>,
     tls: Option<TlsAcceptor>,
+    /// Cancelled to stop this listener's accept loop (a child of the node's shutdown).
+    pub stop: CancellationToken,
 }
 
-/// Binds listener `index` of the config and loads its TLS files.
+/// Binds the listener with id `index` and loads its TLS files.
 pub fn bind_listener(index: usize, config: &ListenerConfig) -> Result<Bound, NodeError> {
     let tls = config.tls.as_ref().map(|files| crate::tls::acceptor(&config.name, files)).transpose()?;
     let socket = bind(config.listen, &format!("listener {}", config.name))?;
+    adopt(index, config, Arc::new(socket), tls)
+}
+
+/// The listener with id `index` on an already bound `socket` (kept across a reload, or
+/// taken over from an older process), with `tls` loaded from its files.
+pub fn adopt(
+    index: usize,
+    config: &ListenerConfig,
+    socket: Arc<TcpListener>,
+    tls: Option<TlsAcceptor>,
+) -> Result<Bound, NodeError> {
     let addr = socket.local_addr().map_err(|source| NodeError::Bind {
         what: format!("listener {}", config.name),
         addr: config.listen,
         source,
     })?;
-    Ok(Bound { index, name: config.name.clone(), addr, protocol: config.protocol, socket, tls })
+    let (name, protocol, stop) = (config.name.clone(), config.protocol, CancellationToken::new());
+    Ok(Bound { index, name, addr, protocol, socket, tls, stop })
+}
+
+impl Bound {
+    /// The listening socket, shared with whoever keeps it across reloads.
+    pub fn socket(&self) -> &Arc<TcpListener> {
+        &self.socket
+    }
 }
 
 /// Binds a TCP listening socket with `SO_REUSEADDR`, so a restarted node can bind
@@ -78,16 +100,20 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Where finished HTTP requests are recorded.
     pub access_log: Arc<crate::access_log::AccessLog>,
+    /// Cancelled when the node hands its sockets to a new process: HTTP/1.1 responses
+    /// then carry `Connection: close`, so keep-alive clients move over between requests.
+    pub draining: CancellationToken,
 }
 
 /// Accepts connections until shutdown, handing each to its protocol's handler.
 pub async fn accept_loop(bound: Bound, shared: Shared) {
-    let Shared { board, connections, tracker, shutdown, access_log } = shared;
+    let Shared { board, connections, tracker, shutdown, draining, access_log } = shared;
     let tls = bound.tls.is_some();
-    let http = Arc::new(HttpContext::new(bound.index, board.clone(), connections.clone(), access_log, tls));
+    let context = HttpContext::new(bound.index, board.clone(), connections.clone(), access_log, tls);
+    let http = Arc::new(context.draining(draining));
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = bound.stop.cancelled() => break,
             accepted = bound.socket.accept() => accepted,
         };
         let (stream, peer) = match accepted {

@@ -95,8 +95,8 @@ pub fn readmit_due(board: &StateBoard, pool: &Pool) {
 }
 
 fn apply(board: &StateBoard, pool: &Pool, index: usize, ejected: bool) {
-    let Some((pool_index, _)) = board.topology().pool(&pool.name) else { return };
-    if let Err(error) = board.apply_at(pool_index, index, Command::Eject(ejected)) {
+    let Some(server) = pool.servers.get(index) else { return };
+    if let Err(error) = board.apply_to(&pool.name, server, Command::Eject(ejected)) {
         tracing::warn!(pool = %pool.name, %error, "cannot record an ejection");
     }
 }

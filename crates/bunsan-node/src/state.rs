@@ -74,6 +74,8 @@ pub enum Command {
         /// A capacity pinned at the control plane.
         capacity: Option<u32>,
     },
+    /// A reload changed the server's configured capacity, state or health checking.
+    Reload,
 }
 
 impl StateBoard {
@@ -94,6 +96,35 @@ impl StateBoard {
         let position = found.servers.iter().position(|s| s.name == server);
         let unknown = || StateError::UnknownServer { pool: pool.to_owned(), server: server.to_owned() };
         self.apply_at(index, position.ok_or_else(unknown)?, command)
+    }
+
+    /// Applies `command` to `server` of the pool called `pool`, if the current topology
+    /// still holds that very server: a verdict about a server that a reload removed or
+    /// replaced since the caller looked (health checks, passive detection) is dropped.
+    pub fn apply_to(
+        &self,
+        pool: &str,
+        server: &Arc<Server>,
+        command: Command,
+    ) -> Result<ServerState, StateError> {
+        let snapshot = self.topology.load();
+        let (index, found) = snapshot.pool(pool).ok_or_else(|| StateError::UnknownPool(pool.to_owned()))?;
+        let position = found.servers.iter().position(|s| Arc::ptr_eq(s, server));
+        let unknown = || StateError::UnknownServer { pool: pool.to_owned(), server: server.name.clone() };
+        self.apply_at(index, position.ok_or_else(unknown)?, command)
+    }
+
+    /// Publishes `topology` in place of the current one (a reload), first applying each
+    /// kept server's new configured inputs, so the same rule decides its state. Every
+    /// pool's selector is rebuilt over the resulting states.
+    pub fn replace(&self, topology: Topology, reconfigure: &[(String, Arc<Server>, Reconfigure)]) {
+        let _writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (pool, server, change) in reconfigure {
+            let state = reconfigure_server(server, change);
+            publish_state(pool, server, state, Command::Reload);
+        }
+        let pools = topology.pools.iter().map(|p| Arc::new(p.rebuilt())).collect();
+        self.topology.store(Arc::new(Topology { pools, listeners: topology.listeners }));
     }
 
     /// Applies `command` to server `server` of pool `pool` (indices into the topology).
@@ -118,6 +149,35 @@ impl StateBoard {
     }
 }
 
+/// A kept server's inputs from a new config; `None` where the config did not change, so
+/// an operator's unpinned setting survives a reload that did not touch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconfigure {
+    /// A new configured capacity.
+    pub capacity: Option<u32>,
+    /// A new configured (administrative) state.
+    pub admin: Option<ServerState>,
+    /// Whether its pool now runs active health checks.
+    pub checked: bool,
+}
+
+/// Sets a kept server's configured inputs; returns its effective state. A capacity pinned
+/// at the control plane (the current capacity differs from the configured one) stays.
+fn reconfigure_server(server: &Server, change: &Reconfigure) -> ServerState {
+    let mut control = server.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(capacity) = change.capacity {
+        if server.capacity() == control.configured_capacity {
+            server.set_capacity(capacity);
+        }
+        control.configured_capacity = capacity.max(1);
+    }
+    if let Some(admin) = change.admin {
+        control.admin = admin;
+    }
+    control.health_down = change.checked.then(|| control.health_down.unwrap_or(false));
+    effective(&control)
+}
+
 /// Changes the server's control inputs; returns the resulting effective state and whether
 /// its capacity changed (which, like a state change, needs the selector rebuilt).
 fn update_control(server: &Server, command: Command) -> (ServerState, bool) {
@@ -129,6 +189,7 @@ fn update_control(server: &Server, command: Command) -> (ServerState, bool) {
         Command::Release => control.pin = None,
         Command::Health(up) => control.health_down = Some(!up),
         Command::Eject(ejected) => control.ejected = ejected,
+        Command::Reload => {}
         Command::Control { pin, reported_down, capacity } => {
             control.control_pin = pin;
             control.reported_down = reported_down;

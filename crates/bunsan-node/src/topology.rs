@@ -20,39 +20,50 @@ use crate::retry::RetryBudget;
 use crate::server::Server;
 use crate::upstream::IdlePool;
 
+mod reuse;
+pub use reuse::{Reused, Reuser};
+
 /// Everything the request path reads, as of one moment.
 #[derive(Debug)]
 pub struct Topology {
     /// Pools in config order.
     pub pools: Vec<Arc<Pool>>,
-    /// For each listener (config order), the index of its pool in `pools`.
-    pub listener_pool: Vec<usize>,
+    /// Each listener and the pool it feeds.
+    pub listeners: Vec<ListenerRoute>,
+}
+
+/// A listener as the request path sees it. Connections hold the listener's `id`, which
+/// stays the same across reloads (config indices shift when listeners come and go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerRoute {
+    /// The listener's stable id.
+    pub id: usize,
+    /// Its name.
+    pub name: String,
+    /// The index of its pool in `pools`.
+    pub pool: usize,
 }
 
 impl Topology {
-    /// Builds the first snapshot from a validated config; `session_key` signs session
-    /// identifiers of pools with cookie or header affinity.
+    /// Builds the first snapshot from a validated config (listener ids = config order);
+    /// `session_key` signs session identifiers of pools with cookie or header affinity.
     pub fn from_config(config: &Config, session_key: Option<Arc<SessionKey>>) -> Result<Self, NodeError> {
-        let sticky = config.pools.iter().filter(|p| p.affinity.is_some()).count().max(1);
-        let per_pool = (config.node.max_sessions / sticky).max(1);
+        let per_pool = sessions_per_pool(config);
         let build = |(i, p)| Pool::from_config(i, p, session_key.clone(), per_pool).map(Arc::new);
         let pools: Vec<Arc<Pool>> = config.pools.iter().enumerate().map(build).collect::<Result<_, _>>()?;
-        let listener_pool = config
-            .listeners
-            .iter()
-            .map(|l| {
-                pools
-                    .iter()
-                    .position(|p| p.name == l.pool)
-                    .ok_or_else(|| NodeError::UnknownPool { listener: l.name.clone(), pool: l.pool.clone() })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { pools, listener_pool })
+        let ids: Vec<usize> = (0..config.listeners.len()).collect();
+        let listeners = routes(config, &pools, &ids)?;
+        Ok(Self { pools, listeners })
     }
 
-    /// The pool that listener `index` feeds.
-    pub fn pool_for_listener(&self, index: usize) -> Option<&Arc<Pool>> {
-        self.listener_pool.get(index).and_then(|&p| self.pools.get(p))
+    /// The pool that the listener with id `id` feeds.
+    pub fn pool_for_listener(&self, id: usize) -> Option<&Arc<Pool>> {
+        self.listeners.iter().find(|l| l.id == id).and_then(|l| self.pools.get(l.pool))
+    }
+
+    /// The name of the listener with id `id`, if it still exists.
+    pub fn listener_name(&self, id: usize) -> Option<&str> {
+        self.listeners.iter().find(|l| l.id == id).map(|l| l.name.as_str())
     }
 
     /// The pool called `name`, with its index.
@@ -66,8 +77,30 @@ impl Topology {
         if let Some(slot) = pools.get_mut(index) {
             *slot = Arc::new(pool);
         }
-        Self { pools, listener_pool: self.listener_pool.clone() }
+        Self { pools, listeners: self.listeners.clone() }
     }
+}
+
+/// The session table size of each pool with affinity: `max_sessions` shared evenly.
+fn sessions_per_pool(config: &Config) -> usize {
+    let sticky = config.pools.iter().filter(|p| p.affinity.is_some()).count().max(1);
+    (config.node.max_sessions / sticky).max(1)
+}
+
+/// The route of each listener of `config`, whose ids are `ids` (same order).
+fn routes(config: &Config, pools: &[Arc<Pool>], ids: &[usize]) -> Result<Vec<ListenerRoute>, NodeError> {
+    config
+        .listeners
+        .iter()
+        .zip(ids)
+        .map(|(l, &id)| {
+            let pool = pools
+                .iter()
+                .position(|p| p.name == l.pool)
+                .ok_or_else(|| NodeError::UnknownPool { listener: l.name.clone(), pool: l.pool.clone() })?;
+            Ok(ListenerRoute { id, name: l.name.clone(), pool })
+        })
+        .collect()
 }
 
 /// Per-pool settings the request path needs.

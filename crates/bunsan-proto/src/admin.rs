@@ -190,3 +190,37 @@ pub struct ConnectionInfo {
     /// Times a request of it moved to another server after a failure.
     pub failovers: u64,
 }
+
+/// `POST /v1/reload`: what a reload changed. Names are `POOL` for pools, `POOL/SERVER`
+/// for servers and `NAME` for listeners.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadSummary {
+    /// Pools that did not exist before.
+    pub pools_added: Vec<String>,
+    /// Pools that are gone.
+    pub pools_removed: Vec<String>,
+    /// Pools whose settings or server list changed.
+    pub pools_changed: Vec<String>,
+    /// Servers that did not exist before (or whose address changed: a new server).
+    pub servers_added: Vec<String>,
+    /// Servers that are gone (or were replaced by one at a new address).
+    pub servers_removed: Vec<String>,
+    /// Servers kept (state, counters and connections carried over) whose configured
+    /// capacity or state changed.
+    pub servers_changed: Vec<String>,
+    /// Listeners that did not exist before.
+    pub listeners_added: Vec<String>,
+    /// Listeners that are gone (their open connections finish normally).
+    pub listeners_removed: Vec<String>,
+    /// Listeners whose address, protocol, TLS or pool changed.
+    pub listeners_changed: Vec<String>,
+    /// Changes that cannot take effect without a restart (`[admin]`, `workers`, …).
+    pub needs_restart: Vec<String>,
+}
+
+impl ReloadSummary {
+    /// Whether the reload changed nothing at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}

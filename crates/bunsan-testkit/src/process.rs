@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -20,7 +21,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A running `bunsan serve`.
 pub struct Bunsan {
     child: Child,
-    dir: TempDir,
+    dir: Arc<TempDir>,
+    stderr: PathBuf,
+    upgrade_socket: Option<PathBuf>,
     listeners: HashMap<String, SocketAddr>,
     admin: Option<SocketAddr>,
 }
@@ -35,24 +38,66 @@ impl Bunsan {
 
     /// Like [`Bunsan::start`], in a directory prepared by the caller (certificates, …).
     pub async fn start_in(bin: &Path, dir: TempDir, config: &str) -> Result<Self, String> {
-        let config_path = dir.path().join("bunsan.toml");
-        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let ready_path = dir.path().join("ready.json");
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--ready-file")
-            .arg(&ready_path)
+        std::fs::write(dir.path().join("bunsan.toml"), config).map_err(|e| e.to_string())?;
+        Self::spawn(bin, Arc::new(dir), None, "").await
+    }
+
+    /// Like [`Bunsan::start`], with `--upgrade-socket` in its directory, so that
+    /// [`Bunsan::successor`] can take over from it.
+    pub async fn start_upgradable(bin: &Path, config: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        std::fs::write(dir.path().join("bunsan.toml"), config).map_err(|e| e.to_string())?;
+        let socket = dir.path().join("upgrade.sock");
+        Self::spawn(bin, Arc::new(dir), Some(socket), "").await
+    }
+
+    /// A binary upgrade: starts `bin serve` on the same config and upgrade socket, which
+    /// takes the sockets over from this process; returns once the new one is ready
+    /// (this one then drains and exits). `tag` tells its ready file and log apart.
+    pub async fn successor(&self, bin: &Path, tag: &str) -> Result<Self, String> {
+        let socket = self.upgrade_socket.clone().ok_or("started without an upgrade socket")?;
+        Self::spawn(bin, self.dir.clone(), Some(socket), tag).await
+    }
+
+    async fn spawn(
+        bin: &Path,
+        dir: Arc<TempDir>,
+        upgrade: Option<PathBuf>,
+        tag: &str,
+    ) -> Result<Self, String> {
+        let ready_path = dir.path().join(format!("ready{tag}.json"));
+        let stderr_path = dir.path().join(format!("stderr{tag}.log"));
+        let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+        let mut command = Command::new(bin);
+        command.arg("serve").arg("--config").arg(dir.path().join("bunsan.toml"));
+        command.arg("--ready-file").arg(&ready_path);
+        if let Some(socket) = &upgrade {
+            command.arg("--upgrade-socket").arg(socket);
+        }
+        let child = command
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut node = Self { child, dir, listeners: HashMap::new(), admin: None };
+        let mut node = Self {
+            child,
+            dir,
+            stderr: stderr_path,
+            upgrade_socket: upgrade,
+            listeners: HashMap::new(),
+            admin: None,
+        };
         node.await_ready(&ready_path).await?;
         Ok(node)
+    }
+
+    /// Replaces the config file (for a reload).
+    pub fn write_config(&self, config: &str) {
+        let path = self.dir.path().join("bunsan.toml");
+        let tmp = self.dir.path().join("bunsan.toml.tmp");
+        std::fs::write(&tmp, config).expect("write the config");
+        std::fs::rename(&tmp, path).expect("replace the config");
     }
 
     async fn await_ready(&mut self, ready_path: &Path) -> Result<(), String> {
@@ -124,7 +169,7 @@ impl Bunsan {
 
     /// What the process wrote to stderr so far (its log).
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 }
 

@@ -31,20 +31,22 @@ pub struct AdminContext {
     pub token: Option<Secret>,
     /// Every open client connection.
     pub connections: Arc<ConnectionTable>,
-    /// Listener names, by index.
-    pub listeners: Vec<String>,
+    /// The node, for `POST /v1/reload` (`None`: reloading is not offered).
+    pub node: Option<crate::NodeHandle>,
 }
 
-/// Serves the admin API on `listener` until `shutdown`.
+/// Serves the admin API on `listener` until `stop` (stop accepting) or `shutdown` (also
+/// close the open connections once their request is answered).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     ctx: Arc<AdminContext>,
     tracker: TaskTracker,
+    stop: CancellationToken,
     shutdown: CancellationToken,
 ) {
     loop {
         let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {

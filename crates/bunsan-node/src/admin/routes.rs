@@ -34,11 +34,12 @@ pub async fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Reply {
             apply(ctx, pool, server, Command::Release)
         }
         (Method::GET, ["v1", "connections"]) => {
-            json(StatusCode::OK, &connections(&ctx.connections, &ctx.board.topology().pools, &ctx.listeners))
+            json(StatusCode::OK, &connections(&ctx.connections, &ctx.board.topology()))
         }
+        (Method::POST, ["v1", "reload"]) => reload(ctx).await,
         (Method::GET, ["v1", "sessions"]) => json(StatusCode::OK, &sessions(&ctx.board.topology().pools)),
         (Method::DELETE, ["v1", "sessions", id]) => end_session(ctx, id),
-        (_, ["metrics"] | ["v1", "pools" | "sessions" | "connections", ..]) => {
+        (_, ["metrics"] | ["v1", "pools" | "sessions" | "connections" | "reload", ..]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here".into())
         }
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
@@ -110,6 +111,21 @@ fn apply(ctx: &AdminContext, pool: &str, server: &str, command: Command) -> Repl
     match topology.pool(pool).and_then(|(_, p)| p.server(server)) {
         Some(found) => json(StatusCode::OK, &server_status(found)),
         None => error(StatusCode::NOT_FOUND, format!("server {pool}/{server} is gone")),
+    }
+}
+
+/// Re-reads the config file and applies it: 200 with what changed, or 422 with the reason
+/// the new config was refused (the running one stays).
+async fn reload(ctx: &AdminContext) -> Reply {
+    let Some(node) = &ctx.node else {
+        return error(StatusCode::NOT_FOUND, "this node does not offer reloading".into());
+    };
+    match node.reload().await {
+        Ok(summary) => json(StatusCode::OK, &summary),
+        Err(e) => {
+            tracing::warn!(error = %e, "reload refused; the running config stays");
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
     }
 }
 

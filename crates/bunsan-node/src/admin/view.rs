@@ -4,8 +4,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bunsan_core::SessionId;
 
-use std::sync::Arc;
-
 use bunsan_proto::admin::{
     ConnectionInfo, ConnectionsReport, PoolDetail, PoolSessions, PoolSummary, ServerConnections,
     ServerSessions, ServerStatus, SessionInfo, SessionsReport,
@@ -14,7 +12,7 @@ use bunsan_proto::admin::{
 use crate::connections::ConnectionTable;
 
 use crate::server::Server;
-use crate::topology::Pool;
+use crate::topology::{Pool, Topology};
 
 /// A pool as `GET /v1/pools` lists it.
 pub fn pool_summary(pool: &Pool) -> PoolSummary {
@@ -96,7 +94,8 @@ pub fn sessions(pools: &[std::sync::Arc<Pool>]) -> SessionsReport {
 const CONNECTION_SAMPLE: usize = 20;
 
 /// The connection table, as `GET /v1/connections` shows it.
-pub fn connections(table: &ConnectionTable, pools: &[Arc<Pool>], listeners: &[String]) -> ConnectionsReport {
+pub fn connections(table: &ConnectionTable, topology: &Topology) -> ConnectionsReport {
+    let pools = &topology.pools;
     let name = |pool: usize, server: usize| {
         let pool = pools.get(pool)?;
         Some((pool.name.clone(), pool.servers.get(server)?.name.clone()))
@@ -119,7 +118,7 @@ pub fn connections(table: &ConnectionTable, pools: &[Arc<Pool>], listeners: &[St
             ConnectionInfo {
                 id: entry.id,
                 client: link.client.to_string(),
-                listener: listeners.get(link.listener).cloned().unwrap_or_default(),
+                listener: topology.listener_name(link.listener).unwrap_or_default().to_owned(),
                 pool,
                 server,
                 age_seconds: crate::connections::age(link).as_secs_f64(),

@@ -39,7 +39,7 @@ const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// Everything a listener's connections share.
 #[derive(Debug)]
 pub struct HttpContext {
-    /// The listener's index in the config (selects its pool in the topology).
+    /// The listener's stable id (selects its pool in the topology; see `ListenerRoute`).
     pub listener: usize,
     /// Topology and state.
     pub board: Arc<StateBoard>,
@@ -50,6 +50,8 @@ pub struct HttpContext {
     /// Where finished requests are recorded.
     pub access_log: Arc<AccessLog>,
     builder: auto::Builder<TokioExecutor>,
+    /// Once cancelled, responses ask HTTP/1.1 clients to close (the node is handing over).
+    draining: CancellationToken,
 }
 
 impl HttpContext {
@@ -65,7 +67,15 @@ impl HttpContext {
         builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
         builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_CONCURRENT_STREAMS);
         let proto = if tls { "https" } else { "http" };
-        Self { listener, board, proto, connections, access_log, builder }
+        let draining = CancellationToken::new();
+        Self { listener, board, proto, connections, access_log, builder, draining }
+    }
+
+    /// The same context, whose responses carry `Connection: close` once `draining` is
+    /// cancelled.
+    pub fn draining(mut self, draining: CancellationToken) -> Self {
+        self.draining = draining;
+        self
     }
 }
 
@@ -110,7 +120,17 @@ pub async fn serve_connection<I>(
         Arc::new(ClientConn { addr: client, local, private, sessions, _registration: registration, link });
     let service = service_fn(move |req| {
         let (ctx, conn) = (service_ctx.clone(), conn_state.clone());
-        async move { Ok::<_, Infallible>(proxy::forward(&ctx, &conn, req).await) }
+        async move {
+            let mut response = proxy::forward(&ctx, &conn, req).await;
+            // A 101 must keep its `Connection: upgrade`; the tunnel ends on its own.
+            if ctx.draining.is_cancelled() && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                // hyper closes an HTTP/1.1 connection after a response that says so (and
+                // drops the header on HTTP/2), so the client's next request goes elsewhere.
+                let close = http::HeaderValue::from_static("close");
+                response.headers_mut().insert(http::header::CONNECTION, close);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = ctx.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);

@@ -165,6 +165,15 @@ impl IdlePool {
         }
     }
 
+    /// Closes every idle connection and forgets the shared one (after a reload changed
+    /// how connections to the server are made).
+    pub fn clear(&self) {
+        if let Ok(mut slot) = self.shared.lock() {
+            *slot = None;
+        }
+        while self.queue.as_ref().and_then(ArrayQueue::pop).is_some() {}
+    }
+
     /// Idle connections held now (a shared HTTP/2 connection counts as one).
     pub fn len(&self) -> usize {
         let shared = self.shared.lock().map_or(0, |slot| usize::from(slot.is_some()));

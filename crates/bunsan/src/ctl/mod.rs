@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 use http::Method;
 
 use bunsan_proto::admin::{
-    ConnectionInfo, ConnectionsReport, PoolDetail, PoolSummary, ServerStatus, SessionsReport, StateChange,
+    ConnectionInfo, ConnectionsReport, PoolDetail, PoolSummary, ReloadSummary, ServerStatus, SessionsReport,
+    StateChange,
 };
 use client::ApiClient;
 
@@ -58,6 +59,9 @@ enum CtlCommand {
     Control(control::Args),
     /// Show the connection table: which server each client connection is associated with.
     Connections,
+    /// Make the node re-read its config file; prints what changed, or why the new config
+    /// was refused (exit status 1; the running config stays).
+    Reload,
     /// Show sessions per pool and server, with a sample; or end one.
     Sessions {
         /// End this session now (its identifier is refused from then on).
@@ -93,6 +97,10 @@ async fn execute(client: &ApiClient, args: &Args) -> anyhow::Result<String> {
             render(args.json, &body, |s: ServerStatus| describe(pool, &s))
         }
         CtlCommand::Control(control) => control::execute(control, args.json).await,
+        CtlCommand::Reload => {
+            let body = client.call(Method::POST, "/v1/reload", None).await.context("reload refused")?;
+            render(args.json, &body, |summary: ReloadSummary| describe_reload(&summary))
+        }
         CtlCommand::Connections => {
             let body = client.call(Method::GET, "/v1/connections", None).await?;
             render(args.json, &body, |report: ConnectionsReport| connections_tables(&report))
@@ -137,6 +145,29 @@ pub(crate) fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
 fn describe(pool: &str, s: &ServerStatus) -> String {
     let pin = if s.pinned { " (pinned)" } else { "" };
     format!("{pool}/{}: {}{pin}\n", s.name, s.state)
+}
+
+fn describe_reload(summary: &ReloadSummary) -> String {
+    if summary.is_empty() {
+        return "reloaded: nothing changed\n".to_owned();
+    }
+    let parts = [
+        ("pools added", &summary.pools_added),
+        ("pools removed", &summary.pools_removed),
+        ("pools changed", &summary.pools_changed),
+        ("servers added", &summary.servers_added),
+        ("servers removed", &summary.servers_removed),
+        ("servers changed", &summary.servers_changed),
+        ("listeners added", &summary.listeners_added),
+        ("listeners removed", &summary.listeners_removed),
+        ("listeners changed", &summary.listeners_changed),
+        ("needs a restart (not applied)", &summary.needs_restart),
+    ];
+    let mut out = "reloaded\n".to_owned();
+    for (what, names) in parts.iter().filter(|(_, names)| !names.is_empty()) {
+        out.push_str(&format!("  {what}: {}\n", names.join(", ")));
+    }
+    out
 }
 
 fn pools_table(pools: &[PoolSummary]) -> String {

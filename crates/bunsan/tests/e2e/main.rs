@@ -15,8 +15,11 @@ mod errors;
 mod failover;
 mod hostile;
 mod protocols;
+mod reload;
 mod shutdown;
+mod tcp;
 mod upstream;
+mod zero_downtime;
 
 use std::path::Path;
 use std::process::Output;
