@@ -1,5 +1,5 @@
-//! Wire formats shared by bunsan's parts: today the admin API's JSON types, used by the
-//! node (server side) and `bunsan ctl` (client side).
+//! Wire formats shared by bunsan's parts: the admin API's and the control plane's JSON
+//! types, and the PROXY protocol header ([`proxy_header`]) the node reads and writes.
 //!
 //! Pure data: serde types and parsers, no I/O, so every message can be fuzzed.
 //!
@@ -13,3 +13,4 @@
 
 pub mod admin;
 pub mod control;
+pub mod proxy_header;
