@@ -59,10 +59,26 @@ impl LatencyHistogram {
     }
 }
 
-/// A registry whose only collector reads the node's topology.
-pub fn registry(board: Arc<StateBoard>) -> Registry {
+/// Counters that belong to one listener.
+#[derive(Debug)]
+pub struct ListenerCounters {
+    /// The listener's name (the `listener` label).
+    pub name: String,
+    /// Connections closed because their PROXY header was missing, malformed or late.
+    pub proxy_header_errors: AtomicU64,
+}
+
+impl ListenerCounters {
+    /// Zeroed counters for listener `name`.
+    pub fn new(name: &str) -> Self {
+        Self { name: name.to_owned(), proxy_header_errors: AtomicU64::new(0) }
+    }
+}
+
+/// A registry whose only collector reads the node's topology and listener counters.
+pub fn registry(board: Arc<StateBoard>, listeners: Vec<Arc<ListenerCounters>>) -> Registry {
     let mut registry = Registry::with_prefix("bunsan");
-    registry.register_collector(Box::new(NodeCollector { board }));
+    registry.register_collector(Box::new(NodeCollector { board, listeners }));
     registry
 }
 
@@ -76,6 +92,7 @@ pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
 #[derive(Debug)]
 struct NodeCollector {
     board: Arc<StateBoard>,
+    listeners: Vec<Arc<ListenerCounters>>,
 }
 
 type Labels<'a> = [(&'static str, &'a str)];
@@ -89,8 +106,23 @@ impl Collector for NodeCollector {
         encode_server_gauges(&mut encoder, &topology.pools)?;
         encode_latency(&mut encoder, &topology.pools)?;
         encode_pool_counters(&mut encoder, &topology.pools)?;
-        encode_sessions(&mut encoder, &topology.pools)
+        encode_sessions(&mut encoder, &topology.pools)?;
+        encode_listener_counters(&mut encoder, &self.listeners)
     }
+}
+
+fn encode_listener_counters(
+    encoder: &mut DescriptorEncoder,
+    listeners: &[Arc<ListenerCounters>],
+) -> fmt::Result {
+    let help = "Connections closed because their PROXY header was missing, malformed or late.";
+    let mut family = encoder.encode_descriptor("proxy_header_errors", help, None, MetricType::Counter)?;
+    for listener in listeners {
+        let labels: &Labels = &[("listener", &listener.name)];
+        ConstCounter::new(listener.proxy_header_errors.load(Relaxed))
+            .encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// One server counter family: name, help, and how to read it.

@@ -68,6 +68,7 @@ impl Node {
             shutdown: shutdown.clone(),
         };
         let listeners = bound.iter().map(|b| (b.name.clone(), b.addr)).collect();
+        let listener_counters = bound.iter().map(|b| b.counters.clone()).collect();
         for b in bound {
             tracing::info!(listener = %b.name, addr = %b.addr, "listening");
             tokio::spawn(accept_loop(b, shared.clone()));
@@ -75,7 +76,7 @@ impl Node {
         let listener_names = config.listeners.iter().map(|l| l.name.clone()).collect();
         let admin_addr = admin.map(|(socket, addr, token)| {
             let ctx = AdminContext {
-                registry: crate::metrics::registry(board.clone()),
+                registry: crate::metrics::registry(board.clone(), listener_counters),
                 board: board.clone(),
                 token,
                 connections,

@@ -55,11 +55,8 @@ impl UpstreamTls {
     /// Loads `pool`'s CA file and builds a client config offering the ALPN protocol that
     /// `protocol` speaks.
     pub fn load(pool: &str, tls: &UpstreamTlsConfig, protocol: UpstreamProtocol) -> Result<Self, NodeError> {
-        let fail = |reason: String| NodeError::UpstreamTls {
-            pool: pool.to_owned(),
-            path: tls.ca.clone(),
-            reason,
-        };
+        let fail =
+            |reason: String| NodeError::UpstreamTls { pool: pool.to_owned(), path: tls.ca.clone(), reason };
         let mut roots = rustls::RootCertStore::empty();
         let certs = CertificateDer::pem_file_iter(&tls.ca)
             .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
