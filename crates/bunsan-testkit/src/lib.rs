@@ -32,6 +32,7 @@ pub mod client;
 pub mod etcd;
 pub mod faulty;
 pub mod process;
+pub mod proxy_echo;
 pub mod tcp;
 pub mod wait;
 
@@ -42,5 +43,6 @@ pub use etcd::Etcd;
 pub use faulty::{FaultyServer, Hanger, RawRequest, Resetter};
 pub use process::Bunsan;
 pub use process::{BackendProcess, Daemon};
+pub use proxy_echo::{HeaderSeen, ProxyHeaderEcho};
 pub use tcp::TcpEcho;
 pub use wait::eventually;

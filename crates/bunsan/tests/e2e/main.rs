@@ -13,6 +13,7 @@ mod demo;
 mod errors;
 mod failover;
 mod protocols;
+mod proxy_protocol;
 mod shutdown;
 mod tcp;
 
