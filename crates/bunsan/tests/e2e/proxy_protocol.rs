@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bunsan_proto::proxy_header::{ProxyHeader, Version};
-use bunsan_testkit::{get, Backend, Bunsan, ProxyHeaderEcho};
+use bunsan_testkit::{get, Backend, Bunsan, Client, ProxyHeaderEcho, SelfSigned};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -69,7 +69,18 @@ async fn tcp_relays_the_claimed_client(version: Version, name: &str) {
     let mut sent = claimed().encode(version);
     sent.extend_from_slice(data);
 
-    assert_eq!(exchange(&node, &sent).await, data, "the data after the header did not survive");
+    let mut stream = TcpStream::connect(node.listener("front")).await.unwrap();
+    stream.write_all(&sent).await.unwrap();
+    let mut back = vec![0; data.len()];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut back)).await;
+    assert!(read.is_ok(), "the data after the header did not come back");
+    assert_eq!(back, data, "the data after the header did not survive");
+    // While it is open, the connection table knows the connection by the claimed client.
+    let table: serde_json::Value =
+        serde_json::from_str(&get(node.admin(), "/v1/connections").await.unwrap().text()).unwrap();
+    assert_eq!(table["sample"][0]["client"], "203.0.113.7:4242");
+    stream.shutdown().await.unwrap();
+    assert!(read_all(stream).await.is_empty());
     let seen = echo.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].is_v2(), version == Version::V2);
@@ -108,6 +119,26 @@ async fn an_http_listener_forwards_the_claimed_client_as_x_forwarded_for() {
     assert!(refused.is_empty(), "{}", String::from_utf8_lossy(&refused));
     assert_eq!(backend.hits(), 2);
     assert_eq!(header_errors(&node).await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_comes_before_tls() {
+    let backend = Backend::start("host1").await;
+    let cert = SelfSigned::generate();
+    let dir = tempfile::tempdir().unwrap();
+    cert.write_to(dir.path());
+    let config = config("http", true, None, backend.addr).replace(
+        "accept_proxy = true\n",
+        "accept_proxy = true\ntls = { cert = \"cert.pem\", key = \"key.pem\" }\n",
+    );
+    let node = Bunsan::start_in(bin(), dir, &config).await.unwrap();
+    let header = claimed().encode_v2();
+    let mut client =
+        Client::tls_after(node.listener("front"), &header, &cert.cert_der, &["h2"]).await.unwrap();
+    assert_eq!(client.get("/").await.unwrap().status, 200);
+    let seen = backend.seen();
+    assert_eq!(seen[0].headers["x-forwarded-for"], "203.0.113.7");
+    assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
 }
 
 /// Sends a valid header one byte every 500 ms: whole, it would take half a minute.
