@@ -37,6 +37,7 @@ mod listener;
 pub mod metrics;
 mod node;
 pub mod outlier;
+pub mod proxy_protocol;
 pub mod retry;
 pub mod server;
 pub mod session;

@@ -3,14 +3,18 @@
 //! All sockets are bound before the node reports itself started, so a port conflict
 //! fails the start instead of surfacing later. Accept loops stop on shutdown, or alone
 //! when a reload removes or restarts their listener (the socket may outlive its loop);
-//! the connections they started are tracked so shutdown can wait for them.
+//! the connections they started are tracked so shutdown can wait for them. Everything a
+//! client could make slow (the PROXY header, the TLS handshake) happens in the
+//! connection's own task, never in the accept loop.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bunsan_config::{ListenerConfig, Protocol};
 use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +23,8 @@ use tokio_util::task::TaskTracker;
 use crate::connections::{ConnectionTable, Link};
 use crate::error::NodeError;
 use crate::http::{serve_connection, HttpContext};
+use crate::metrics::{ListenerCounters, ListenerRegistry};
+use crate::proxy_protocol::{self, Ends};
 use crate::state::StateBoard;
 
 /// Backlog of not-yet-accepted connections per listening socket.
@@ -40,6 +46,7 @@ pub struct Bound {
     protocol: Protocol,
     socket: Arc<TcpListener>,
     tls: Option<TlsAcceptor>,
+    accept_proxy: bool,
     /// Cancelled to stop this listener's accept loop (a child of the node's shutdown).
     pub stop: CancellationToken,
 }
@@ -64,8 +71,9 @@ pub fn adopt(
         addr: config.listen,
         source,
     })?;
-    let (name, protocol, stop) = (config.name.clone(), config.protocol, CancellationToken::new());
-    Ok(Bound { index, name, addr, protocol, socket, tls, stop })
+    let (name, protocol, accept_proxy) = (config.name.clone(), config.protocol, config.accept_proxy);
+    let stop = CancellationToken::new();
+    Ok(Bound { index, name, addr, protocol, socket, tls, accept_proxy, stop })
 }
 
 impl Bound {
@@ -103,52 +111,118 @@ pub struct Shared {
     /// Cancelled when the node hands its sockets to a new process: HTTP/1.1 responses
     /// then carry `Connection: close`, so keep-alive clients move over between requests.
     pub draining: CancellationToken,
+    /// Every listener's counters, by name (kept across reloads).
+    pub listener_counters: Arc<ListenerRegistry>,
 }
 
-/// Accepts connections until shutdown, handing each to its protocol's handler.
+/// Accepts connections until shutdown, handing each to a task of its own.
 pub async fn accept_loop(bound: Bound, shared: Shared) {
-    let Shared { board, connections, tracker, shutdown, draining, access_log } = shared;
-    let tls = bound.tls.is_some();
-    let context = HttpContext::new(bound.index, board.clone(), connections.clone(), access_log, tls);
+    let Shared { board, connections, tracker, shutdown, access_log, draining, listener_counters } = shared;
+    let Bound { index, name, addr, protocol, socket, tls, accept_proxy, stop } = bound;
+    let counters = listener_counters.counters(&name);
+    let context = HttpContext::new(index, board.clone(), connections.clone(), access_log, tls.is_some());
     let http = Arc::new(context.draining(draining));
+    let listener = Arc::new(Listener {
+        index,
+        name,
+        addr,
+        protocol,
+        tls,
+        accept_proxy,
+        counters,
+        http,
+        board,
+        connections,
+        shutdown,
+    });
     loop {
         let accepted = tokio::select! {
-            () = bound.stop.cancelled() => break,
-            accepted = bound.socket.accept() => accepted,
+            () = stop.cancelled() => break,
+            accepted = socket.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(listener = %bound.name, %error, "accept failed");
+                tracing::warn!(listener = %listener.name, %error, "accept failed");
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             }
         };
         // Latency matters more than packet count for a proxy; a failure here is harmless.
         let _ = stream.set_nodelay(true);
-        match bound.protocol {
+        tracker.spawn(listener.clone().serve(stream, peer));
+    }
+    tracing::debug!(listener = %listener.name, "stopped accepting");
+}
+
+/// What every connection of one listener shares.
+struct Listener {
+    index: usize,
+    name: String,
+    addr: SocketAddr,
+    protocol: Protocol,
+    tls: Option<TlsAcceptor>,
+    accept_proxy: bool,
+    counters: Arc<ListenerCounters>,
+    http: Arc<HttpContext>,
+    board: Arc<StateBoard>,
+    connections: Arc<ConnectionTable>,
+    shutdown: CancellationToken,
+}
+
+impl Listener {
+    /// Serves one accepted connection, first reading its PROXY header if the listener
+    /// takes one. A connection whose header is missing, malformed or late is closed
+    /// before anything is forwarded.
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        // A listener on a wildcard address learns the address the client reached here.
+        let tcp = Ends { client: peer, local: stream.local_addr().unwrap_or(self.addr) };
+        if !self.accept_proxy {
+            return self.dispatch(stream, tcp).await;
+        }
+        let accepted = tokio::select! {
+            () = self.shutdown.cancelled() => return,
+            accepted = proxy_protocol::accept(stream, tcp) => accepted,
+        };
+        match accepted {
+            Ok((stream, ends)) => self.dispatch(stream, ends).await,
+            Err(error) => {
+                self.counters.proxy_header_errors.fetch_add(1, Relaxed);
+                tracing::debug!(listener = %self.name, client = %peer, %error, "PROXY header refused");
+            }
+        }
+    }
+
+    /// Hands the connection to its protocol, `ends.client` being the client everywhere
+    /// (forwarding headers, client-ip affinity, the connection table).
+    async fn dispatch<S>(&self, stream: S, ends: Ends)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match self.protocol {
             Protocol::Tcp => {
-                let entry = connections.register(Link::new(bound.index, peer));
-                tracker.spawn(crate::tcp::relay(stream, peer, entry, board.clone()))
+                let entry = self.connections.register(Link::new(self.index, ends.client));
+                crate::tcp::relay(stream, ends, entry, self.board.clone()).await
             }
             Protocol::Http => {
-                tracker.spawn(serve_http(stream, peer, bound.tls.clone(), http.clone(), shutdown.clone()))
+                let (tls, http) = (self.tls.clone(), self.http.clone());
+                serve_http(stream, ends, tls, http, self.shutdown.clone()).await
             }
-        };
+        }
     }
-    tracing::debug!(listener = %bound.name, "stopped accepting");
 }
 
 /// Serves one HTTP client connection, after the TLS handshake when the listener has TLS.
-async fn serve_http(
-    stream: TcpStream,
-    peer: SocketAddr,
+async fn serve_http<S>(
+    stream: S,
+    ends: Ends,
     tls: Option<TlsAcceptor>,
     ctx: Arc<HttpContext>,
     shutdown: CancellationToken,
-) {
-    // Only a socket without an address (already closed) fails here; its serve fails too.
-    let local = stream.local_addr().unwrap_or(peer);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (peer, local) = (ends.client, ends.local);
     let Some(acceptor) = tls else {
         return serve_connection(stream, peer, local, ctx, shutdown).await;
     };

@@ -59,10 +59,50 @@ impl LatencyHistogram {
     }
 }
 
-/// A registry whose only collector reads the node's topology.
-pub fn registry(board: Arc<StateBoard>) -> Registry {
+/// Counters that belong to one listener.
+#[derive(Debug)]
+pub struct ListenerCounters {
+    /// The listener's name (the `listener` label).
+    pub name: String,
+    /// Connections closed because their PROXY header was missing, malformed or late.
+    pub proxy_header_errors: AtomicU64,
+}
+
+impl ListenerCounters {
+    /// Zeroed counters for listener `name`.
+    pub fn new(name: &str) -> Self {
+        Self { name: name.to_owned(), proxy_header_errors: AtomicU64::new(0) }
+    }
+}
+
+/// Every listener's counters, by name. A listener keeps its counters across reloads (and
+/// a listener added by a reload shows up at the next scrape).
+#[derive(Debug, Default)]
+pub struct ListenerRegistry {
+    by_name: std::sync::Mutex<Vec<Arc<ListenerCounters>>>,
+}
+
+impl ListenerRegistry {
+    /// The counters of listener `name`, created on first use.
+    pub fn counters(&self, name: &str) -> Arc<ListenerCounters> {
+        let Ok(mut all) = self.by_name.lock() else { return Arc::new(ListenerCounters::new(name)) };
+        if let Some(found) = all.iter().find(|c| c.name == name) {
+            return found.clone();
+        }
+        let counters = Arc::new(ListenerCounters::new(name));
+        all.push(counters.clone());
+        counters
+    }
+
+    fn all(&self) -> Vec<Arc<ListenerCounters>> {
+        self.by_name.lock().map(|all| all.clone()).unwrap_or_default()
+    }
+}
+
+/// A registry whose only collector reads the node's topology and listener counters.
+pub fn registry(board: Arc<StateBoard>, listeners: Arc<ListenerRegistry>) -> Registry {
     let mut registry = Registry::with_prefix("bunsan");
-    registry.register_collector(Box::new(NodeCollector { board }));
+    registry.register_collector(Box::new(NodeCollector { board, listeners }));
     registry
 }
 
@@ -76,6 +116,7 @@ pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
 #[derive(Debug)]
 struct NodeCollector {
     board: Arc<StateBoard>,
+    listeners: Arc<ListenerRegistry>,
 }
 
 type Labels<'a> = [(&'static str, &'a str)];
@@ -89,8 +130,23 @@ impl Collector for NodeCollector {
         encode_server_gauges(&mut encoder, &topology.pools)?;
         encode_latency(&mut encoder, &topology.pools)?;
         encode_pool_counters(&mut encoder, &topology.pools)?;
-        encode_sessions(&mut encoder, &topology.pools)
+        encode_sessions(&mut encoder, &topology.pools)?;
+        encode_listener_counters(&mut encoder, &self.listeners.all())
     }
+}
+
+fn encode_listener_counters(
+    encoder: &mut DescriptorEncoder,
+    listeners: &[Arc<ListenerCounters>],
+) -> fmt::Result {
+    let help = "Connections closed because their PROXY header was missing, malformed or late.";
+    let mut family = encoder.encode_descriptor("proxy_header_errors", help, None, MetricType::Counter)?;
+    for listener in listeners {
+        let labels: &Labels = &[("listener", &listener.name)];
+        ConstCounter::new(listener.proxy_header_errors.load(Relaxed))
+            .encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// One server counter family: name, help, and how to read it.

@@ -5,30 +5,35 @@
 //! write half towards the other side and keeps copying the opposite direction. With
 //! `client-ip` affinity a client keeps its server across connections; its session's idle
 //! clock runs from the close of its last connection, and if its server cannot be reached
-//! the session moves to the next one.
+//! the session moves to the next one. A pool with `send_proxy` gets a PROXY header naming
+//! the client before any relayed byte.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use http::HeaderMap;
-use tokio::io::copy_bidirectional;
+use tokio::io::{copy_bidirectional, AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::affinity::{Affinity, Decision};
 use crate::connections::{Link, Registration};
 use crate::http::key::ip_key;
 use crate::outlier::{self, Verdict};
+use crate::proxy_protocol::{self, Ends};
 use crate::server::InFlight;
 use crate::session::ClientSessions;
 use crate::state::StateBoard;
 use crate::topology::Pool;
 use crate::upstream::{connect_tcp, Sender};
 
-/// Relays one accepted client connection; `entry` is its place in the connection table
-/// (it leaves the table when the relay ends).
-pub async fn relay(mut client: TcpStream, peer: SocketAddr, entry: Registration, board: Arc<StateBoard>) {
-    let link = &entry.link;
+/// Relays one accepted client connection, whose real ends are `ends`; `entry` is its
+/// place in the connection table (it leaves the table when the relay ends).
+pub async fn relay<S>(mut client: S, ends: Ends, entry: Registration, board: Arc<StateBoard>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (link, peer) = (&entry.link, ends.client);
     let Some(pool) = board.topology().pool_for_listener(link.listener).cloned() else { return };
     // Lives as long as the relay: dropping it detaches the client's session.
     let sessions = ClientSessions::new();
@@ -37,6 +42,12 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, entry: Registration,
         tracing::warn!(pool = %pool.name, client = %peer, "no server could take the TCP connection");
         return;
     };
+    if let Some(version) = pool.settings.send_proxy {
+        if let Err(error) = upstream.write_all(&proxy_protocol::encode(&ends, version)).await {
+            tracing::debug!(client = %peer, %error, "writing the PROXY header to the server failed");
+            return;
+        }
+    }
     let counters = &in_flight.server().counters;
     match copy_bidirectional(&mut client, &mut upstream).await {
         Ok((to_server, to_client)) => {

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A complete response.
@@ -71,6 +71,16 @@ impl Client {
     /// A TLS connection to `addr` for `localhost`, trusting `ca`, offering `alpn`; speaks
     /// HTTP/2 if the server chose `h2`, else HTTP/1.1.
     pub async fn tls(addr: SocketAddr, ca: &CertificateDer<'static>, alpn: &[&str]) -> Result<Self, Error> {
+        Self::tls_after(addr, &[], ca, alpn).await
+    }
+
+    /// Like [`Client::tls`], but first sends `preamble` in clear (e.g. a PROXY header).
+    pub async fn tls_after(
+        addr: SocketAddr,
+        preamble: &[u8],
+        ca: &CertificateDer<'static>,
+        alpn: &[&str],
+    ) -> Result<Self, Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.clone())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -80,7 +90,8 @@ impl Client {
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(addr).await?;
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.write_all(preamble).await?;
         let tls = connector.connect(ServerName::try_from("localhost")?, tcp).await?;
         let chosen = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         let h2 = chosen.as_deref() == Some(b"h2");

@@ -56,6 +56,8 @@ struct Inner {
     connections: Arc<ConnectionTable>,
     /// The access log (retargeted by reloads).
     access_log: Arc<AccessLog>,
+    /// Every listener's counters, by name.
+    listener_counters: Arc<crate::metrics::ListenerRegistry>,
     config_path: Option<PathBuf>,
     /// What reloads change; the lock serialises them.
     running: tokio::sync::Mutex<Running>,
@@ -117,6 +119,7 @@ impl Node {
             shutdown,
             connections: Arc::new(ConnectionTable::default()),
             access_log: Arc::new(AccessLog::new(config.node.access_log.clone())),
+            listener_counters: Arc::default(),
             config_path: options.config_path,
             running: tokio::sync::Mutex::new(Running {
                 config: config.clone(),
@@ -212,6 +215,7 @@ impl Inner {
             shutdown: self.shutdown.clone(),
             draining: self.draining.clone(),
             access_log: self.access_log.clone(),
+            listener_counters: self.listener_counters.clone(),
         }
     }
 
@@ -223,7 +227,7 @@ impl Inner {
 
     fn serve_admin(self: &Arc<Self>, socket: Arc<TcpListener>, token: Option<bunsan_config::Secret>) {
         let ctx = AdminContext {
-            registry: crate::metrics::registry(self.board.clone()),
+            registry: crate::metrics::registry(self.board.clone(), self.listener_counters.clone()),
             board: self.board.clone(),
             token,
             connections: self.connections.clone(),

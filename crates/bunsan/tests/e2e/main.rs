@@ -15,6 +15,7 @@ mod errors;
 mod failover;
 mod hostile;
 mod protocols;
+mod proxy_protocol;
 mod reload;
 mod shutdown;
 mod tcp;
