@@ -9,6 +9,7 @@ mod affinity;
 mod control;
 mod ctx;
 mod health;
+mod limits;
 mod listener;
 mod node;
 mod outlier;

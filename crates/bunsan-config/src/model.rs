@@ -50,6 +50,9 @@ pub struct NodeSettings {
     /// `access_log`: where to write one JSON line per request (`"stdout"` or a file path,
     /// relative to the config file); `None` (the default) writes none.
     pub access_log: Option<AccessLogTarget>,
+    /// `max_connections`: client connections open at once over all listeners; beyond it
+    /// no listener accepts. Default 100,000.
+    pub max_connections: usize,
 }
 
 /// Where the access log goes.
@@ -69,6 +72,7 @@ impl Default for NodeSettings {
             session_key: SessionKeySource::File(PathBuf::from(DEFAULT_SESSION_KEY_FILE)),
             max_sessions: 1_000_000,
             access_log: None,
+            max_connections: 100_000,
         }
     }
 }
@@ -162,6 +166,50 @@ pub struct ListenerConfig {
     /// `accept_proxy`: every connection starts with a PROXY protocol header (v1 or v2)
     /// giving the real client address; connections without one are refused. Default false.
     pub accept_proxy: bool,
+    /// `limits = { … }`: what one client connection may cost.
+    pub limits: ListenerLimits,
+}
+
+/// A listener's `limits = { max_connections, max_connections_per_client, head_timeout,
+/// idle_timeout, header_bytes, header_count, uri_bytes, h2_max_streams }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Client connections open at once; beyond it the listener stops accepting (new
+    /// connections wait in the kernel's backlog). Default 25,000.
+    pub max_connections: usize,
+    /// Client connections open at once from one IP address; beyond it new ones are
+    /// closed at once. 0 = no limit (the default: many clients may share an address
+    /// behind NAT or another proxy).
+    pub max_connections_per_client: usize,
+    /// Time a client has to send a complete request head, from the connection's start or
+    /// the end of the previous response (slowloris). Default 10 s.
+    pub head_timeout: Duration,
+    /// A client connection with no request in flight and no bytes moving for this long
+    /// is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers). Default 64 KiB.
+    pub header_bytes: u64,
+    /// Most header fields in a request. Default 100.
+    pub header_count: usize,
+    /// Longest request target; longer is answered `414`. Default 8 KiB.
+    pub uri_bytes: u64,
+    /// HTTP/2 streams a client may have open at once on one connection. Default 256.
+    pub h2_max_streams: u32,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 25_000,
+            max_connections_per_client: 0,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            header_bytes: 64 * 1024,
+            header_count: 100,
+            uri_bytes: 8 * 1024,
+            h2_max_streams: 256,
+        }
+    }
 }
 
 /// A certificate chain and its private key, as PEM file paths.
@@ -223,6 +271,12 @@ pub struct PoolConfig {
     /// `send_proxy`: start every connection to a server with a PROXY protocol header
     /// carrying the client's address. Default none.
     pub send_proxy: Option<ProxyVersion>,
+    /// `max_body`: largest request body forwarded; larger is answered `413`. Default:
+    /// no limit (bodies stream, so they cost the node no memory).
+    pub max_body: Option<u64>,
+    /// `response_header_bytes`: largest response head a server may send; larger is a
+    /// failed exchange (`502`). Default 64 KiB.
+    pub response_header_bytes: u64,
     /// `[[pool.server]]` entries, in file order.
     pub servers: Vec<ServerConfig>,
 }

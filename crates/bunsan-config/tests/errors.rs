@@ -57,7 +57,7 @@ fn display_names_the_file_and_puts_one_error_per_line() {
     let text = errors("[[pool]]\nname = 5\nbogus = 1\n").to_string();
     let expected = [
         "t.toml:2:8: pool[0].name: expected string, found integer",
-        "t.toml:3:1: pool[0].bogus: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, upstream, upstream_tls, send_proxy, server)",
+        "t.toml:3:1: pool[0].bogus: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, upstream, upstream_tls, send_proxy, max_body, response_header_bytes, server)",
         "t.toml:1:1: a node needs at least one [[listener]]",
     ];
     assert_eq!(text, expected.join("\n"));
@@ -69,7 +69,7 @@ fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
         "{BASE}timeout = \"5s\"\n[[pool.server]]\nname = \"h1\"\naddr = \"127.0.0.1:1\"\nweight = 2\n[nod]\nworkers = 2\n[admin]\nlisten = \"127.0.0.1:9\"\ntokn = \"x\"\n"
     );
     check(&source, &[
-        "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, upstream, upstream_tls, send_proxy, server)",
+        "8:1: pool[app].timeout: unknown key (valid here: name, algorithm, hash_key, connect_timeout, response_timeout, idle_timeout, max_idle_per_server, affinity, health, outlier, retry, upstream, upstream_tls, send_proxy, max_body, response_header_bytes, server)",
         "12:1: pool[app].server[h1].weight: unknown key (valid here: name, addr, capacity, state)",
         "13:2: nod: unknown key (valid here: node, admin, listener, pool, control)",
         "17:1: admin.tokn: unknown key (valid here: listen, token)",
@@ -78,7 +78,8 @@ fn unknown_keys_point_at_the_key_and_list_the_valid_ones() {
     assert_eq!(
         error.kind,
         ErrorKind::UnknownKey {
-            valid: "workers, shutdown_timeout, session_key, session_key_file, max_sessions, access_log"
+            valid: "workers, shutdown_timeout, session_key, session_key_file, max_sessions, access_log, \
+                max_connections"
                 .into()
         }
     );
@@ -100,7 +101,7 @@ name = "app"
         source,
         &[
             "5:40: listener[web].tls.ca: unknown key (valid here: cert, key)",
-            "6:1: listener[web].port: unknown key (valid here: name, listen, protocol, pool, tls, accept_proxy)",
+            "6:1: listener[web].port: unknown key (valid here: name, listen, protocol, pool, tls, accept_proxy, limits)",
         ],
     );
 }
@@ -820,4 +821,18 @@ fn upstream_mistakes_are_named() {
             "12:14: pool[b].send_proxy: unknown PROXY protocol version \"v3\" (valid: v1, v2, none)",
         ],
     );
+}
+
+#[test]
+fn limits_are_checked_by_key_and_line() {
+    let source = "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:80\"\npool = \"p\"\n\
+        limits = { header_bytes = \"1KiB\", h2_max_streams = 0, max_conn = 3 }\n\
+        [[pool]]\nname = \"p\"\nmax_body = \"lots\"\n";
+    let errors = bunsan_config::parse(source, Path::new("b.toml")).unwrap_err();
+    let keys: Vec<(&str, usize)> = errors.errors.iter().map(|e| (e.key.as_str(), e.line)).collect();
+    assert!(keys.contains(&("listener[l].limits.header_bytes", 5)), "{keys:?}");
+    assert!(keys.contains(&("listener[l].limits.h2_max_streams", 5)), "{keys:?}");
+    assert!(keys.contains(&("listener[l].limits.max_conn", 5)), "{keys:?}");
+    assert!(keys.contains(&("pool[p].max_body", 8)), "{keys:?}");
+    assert!(errors.to_string().contains("at least 8KiB"), "{errors}");
 }

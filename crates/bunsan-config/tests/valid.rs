@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use bunsan_config::{
     AccessLogTarget, AdminConfig, AffinityConfig, AffinityMode, Config, ControlDelivery, HashKey,
-    HealthConfig, HealthKind, ListenerConfig, LoadError, NodeSettings, OutlierConfig, PoolConfig, Protocol,
-    ProxyVersion, RetryConfig, Secret, ServerConfig, SessionKeySource, TlsFiles, UpstreamProtocol,
-    UpstreamTls,
+    HealthConfig, HealthKind, ListenerConfig, ListenerLimits, LoadError, NodeSettings, OutlierConfig,
+    PoolConfig, Protocol, ProxyVersion, RetryConfig, Secret, ServerConfig, SessionKeySource, TlsFiles,
+    UpstreamProtocol, UpstreamTls,
 };
 use bunsan_core::{Algorithm, ServerState};
 
@@ -143,6 +143,8 @@ fn pool(name: &str, algorithm: Algorithm, servers: Vec<ServerConfig>) -> PoolCon
         upstream: UpstreamProtocol::Http1,
         upstream_tls: None,
         send_proxy: None,
+        max_body: None,
+        response_header_bytes: 64 * 1024,
         retry: RetryConfig { attempts: 3, buffer: 65_536, budget_percent: 20, min_retries_per_second: 10 },
         servers,
     }
@@ -162,6 +164,16 @@ fn listener(
         pool: pool.into(),
         tls,
         accept_proxy: false,
+        limits: ListenerLimits {
+            max_connections: 25_000,
+            max_connections_per_client: 0,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            header_bytes: 64 * 1024,
+            header_count: 100,
+            uri_bytes: 8 * 1024,
+            h2_max_streams: 256,
+        },
     }
 }
 
@@ -235,6 +247,7 @@ fn expected_full(base: &Path) -> Config {
             session_key: SessionKeySource::File(base.join("keys/session.key")),
             max_sessions: 5000,
             access_log: None,
+            max_connections: 100_000,
         },
         admin: Some(AdminConfig {
             listen: addr("0.0.0.0:9090"),
@@ -303,6 +316,7 @@ fn minimal_config_gets_every_default() {
         session_key: SessionKeySource::File(PathBuf::from("session.key")),
         max_sessions: 1_000_000,
         access_log: None,
+        max_connections: 100_000,
     };
     assert_eq!(config.node, node);
     assert_eq!(config.admin, None);
@@ -549,4 +563,27 @@ send_proxy = "v1"
     let stdout = source.replace("logs/access.jsonl", "stdout");
     let config = bunsan_config::parse(&stdout, Path::new("b.toml")).expect("valid config");
     assert_eq!(config.node.access_log, Some(AccessLogTarget::Stdout));
+}
+
+#[test]
+fn listener_limits_node_connections_and_pool_body_limits_decode() {
+    let source = "[node]\nmax_connections = 500\n\
+        [[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:80\"\npool = \"p\"\n\
+        limits = { max_connections = 100, max_connections_per_client = 4, head_timeout = \"2s\", \
+        idle_timeout = \"5s\", header_bytes = \"16KiB\", header_count = 20, uri_bytes = \"1KiB\", h2_max_streams = 8 }\n\
+        [[pool]]\nname = \"p\"\nmax_body = \"1MiB\"\nresponse_header_bytes = \"32KiB\"\n";
+    let config = bunsan_config::parse(source, Path::new("b.toml")).expect("valid config");
+    assert_eq!(config.node.max_connections, 500);
+    let limits = ListenerLimits {
+        max_connections: 100,
+        max_connections_per_client: 4,
+        head_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(5),
+        header_bytes: 16 * 1024,
+        header_count: 20,
+        uri_bytes: 1024,
+        h2_max_streams: 8,
+    };
+    assert_eq!(config.listeners[0].limits, limits);
+    assert_eq!((config.pools[0].max_body, config.pools[0].response_header_bytes), (Some(1 << 20), 32 * 1024));
 }

@@ -27,6 +27,7 @@ pub mod access_log;
 pub mod admin;
 pub mod affinity;
 pub mod clock;
+pub mod conn_limits;
 pub mod connections;
 pub mod control;
 mod error;

@@ -12,14 +12,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bunsan_config::{ListenerConfig, Protocol};
+use bunsan_config::{ListenerConfig, ListenerLimits, Protocol};
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::conn_limits::{PerClient, Slots};
 use crate::connections::{ConnectionTable, Link};
 use crate::error::NodeError;
 use crate::http::{serve_connection, HttpContext};
@@ -47,6 +49,7 @@ pub struct Bound {
     socket: Arc<TcpListener>,
     tls: Option<TlsAcceptor>,
     accept_proxy: bool,
+    limits: ListenerLimits,
     /// Cancelled to stop this listener's accept loop (a child of the node's shutdown).
     pub stop: CancellationToken,
 }
@@ -72,8 +75,8 @@ pub fn adopt(
         source,
     })?;
     let (name, protocol, accept_proxy) = (config.name.clone(), config.protocol, config.accept_proxy);
-    let stop = CancellationToken::new();
-    Ok(Bound { index, name, addr, protocol, socket, tls, accept_proxy, stop })
+    let (stop, limits) = (CancellationToken::new(), config.limits.clone());
+    Ok(Bound { index, name, addr, protocol, socket, tls, accept_proxy, limits, stop })
 }
 
 impl Bound {
@@ -113,29 +116,21 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// Every listener's counters, by name (kept across reloads).
     pub listener_counters: Arc<ListenerRegistry>,
+    /// The node's connection slots (`[node] max_connections`).
+    pub node_slots: Arc<Semaphore>,
 }
 
-/// Accepts connections until shutdown, handing each to a task of its own.
+/// Accepts connections until shutdown, handing each to a task of its own. Accepting
+/// waits while the listener or the node is at its connection limit.
 pub async fn accept_loop(bound: Bound, shared: Shared) {
-    let Shared { board, connections, tracker, shutdown, access_log, draining, listener_counters } = shared;
-    let Bound { index, name, addr, protocol, socket, tls, accept_proxy, stop } = bound;
-    let counters = listener_counters.counters(&name);
-    let context = HttpContext::new(index, board.clone(), connections.clone(), access_log, tls.is_some());
-    let http = Arc::new(context.draining(draining));
-    let listener = Arc::new(Listener {
-        index,
-        name,
-        addr,
-        protocol,
-        tls,
-        accept_proxy,
-        counters,
-        http,
-        board,
-        connections,
-        shutdown,
-    });
+    let (socket, stop, tracker) = (bound.socket.clone(), bound.stop.clone(), shared.tracker.clone());
+    let listener = Listener::new(bound, shared);
     loop {
+        let slots = tokio::select! {
+            () = stop.cancelled() => break,
+            slots = Slots::acquire(&listener.slots, &listener.node_slots) => slots,
+        };
+        let Some(slots) = slots else { break };
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
             accepted = socket.accept() => accepted,
@@ -148,15 +143,22 @@ pub async fn accept_loop(bound: Bound, shared: Shared) {
                 continue;
             }
         };
+        let Some(slots) = listener.admit(peer, slots) else { continue };
         // Latency matters more than packet count for a proxy; a failure here is harmless.
         let _ = stream.set_nodelay(true);
-        tracker.spawn(listener.clone().serve(stream, peer));
+        tracker.spawn(listener.clone().serve(stream, peer, slots));
     }
     tracing::debug!(listener = %listener.name, "stopped accepting");
 }
 
 /// What every connection of one listener shares.
 struct Listener {
+    /// Connection slots of this listener (`limits.max_connections`).
+    slots: Arc<Semaphore>,
+    /// The node's connection slots.
+    node_slots: Arc<Semaphore>,
+    /// Connections per client address, when limited.
+    per_client: Option<Arc<PerClient>>,
     index: usize,
     name: String,
     addr: SocketAddr,
@@ -171,10 +173,52 @@ struct Listener {
 }
 
 impl Listener {
+    fn new(bound: Bound, shared: Shared) -> Arc<Self> {
+        let Shared {
+            board, connections, shutdown, access_log, draining, listener_counters, node_slots, ..
+        } = shared;
+        let Bound { index, name, addr, protocol, tls, accept_proxy, limits, .. } = bound;
+        let counters = listener_counters.counters(&name);
+        let context =
+            HttpContext::new(index, board.clone(), connections.clone(), access_log, &limits, tls.is_some());
+        let per_client = (limits.max_connections_per_client > 0)
+            .then(|| PerClient::new(limits.max_connections_per_client));
+        Arc::new(Self {
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            node_slots,
+            per_client,
+            index,
+            name,
+            addr,
+            protocol,
+            tls,
+            accept_proxy,
+            counters,
+            http: Arc::new(context.draining(draining)),
+            board,
+            connections,
+            shutdown,
+        })
+    }
+
+    /// The connection's slots, with its address's when addresses are limited; `None`
+    /// (the connection is closed, and counted) when its address has no slot left.
+    fn admit(&self, peer: SocketAddr, slots: Slots) -> Option<Slots> {
+        let Some(per_client) = &self.per_client else { return Some(slots) };
+        match per_client.admit(peer.ip()) {
+            Some(slot) => Some(slots.with_client(slot)),
+            None => {
+                self.counters.refused_per_client.fetch_add(1, Relaxed);
+                tracing::debug!(listener = %self.name, client = %peer, "too many connections from this address");
+                None
+            }
+        }
+    }
+
     /// Serves one accepted connection, first reading its PROXY header if the listener
     /// takes one. A connection whose header is missing, malformed or late is closed
     /// before anything is forwarded.
-    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, _slots: Slots) {
         // A listener on a wildcard address learns the address the client reached here.
         let tcp = Ends { client: peer, local: stream.local_addr().unwrap_or(self.addr) };
         if !self.accept_proxy {

@@ -66,12 +66,18 @@ pub struct ListenerCounters {
     pub name: String,
     /// Connections closed because their PROXY header was missing, malformed or late.
     pub proxy_header_errors: AtomicU64,
+    /// Connections closed at once because their address had `max_connections_per_client`.
+    pub refused_per_client: AtomicU64,
 }
 
 impl ListenerCounters {
     /// Zeroed counters for listener `name`.
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), proxy_header_errors: AtomicU64::new(0) }
+        Self {
+            name: name.to_owned(),
+            proxy_header_errors: AtomicU64::new(0),
+            refused_per_client: AtomicU64::new(0),
+        }
     }
 }
 
@@ -135,16 +141,31 @@ impl Collector for NodeCollector {
     }
 }
 
+/// One listener counter family: name, help, and how to read it.
+type ListenerCounter = (&'static str, &'static str, fn(&ListenerCounters) -> u64);
+
 fn encode_listener_counters(
     encoder: &mut DescriptorEncoder,
     listeners: &[Arc<ListenerCounters>],
 ) -> fmt::Result {
-    let help = "Connections closed because their PROXY header was missing, malformed or late.";
-    let mut family = encoder.encode_descriptor("proxy_header_errors", help, None, MetricType::Counter)?;
-    for listener in listeners {
-        let labels: &Labels = &[("listener", &listener.name)];
-        ConstCounter::new(listener.proxy_header_errors.load(Relaxed))
-            .encode(family.encode_family(&labels)?)?;
+    let families: [ListenerCounter; 2] = [
+        (
+            "proxy_header_errors",
+            "Connections closed because their PROXY header was missing, malformed or late.",
+            |l| l.proxy_header_errors.load(Relaxed),
+        ),
+        (
+            "connections_refused_per_client",
+            "Connections closed because their address had max_connections_per_client.",
+            |l| l.refused_per_client.load(Relaxed),
+        ),
+    ];
+    for (name, help, read) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for listener in listeners {
+            let labels: &Labels = &[("listener", &listener.name)];
+            ConstCounter::new(read(listener)).encode(family.encode_family(&labels)?)?;
+        }
     }
     Ok(())
 }

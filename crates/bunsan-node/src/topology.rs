@@ -126,6 +126,10 @@ pub struct PoolSettings {
     pub upstream_tls: Option<Arc<crate::tls::UpstreamTls>>,
     /// The PROXY protocol header that starts every connection to a server, if any.
     pub send_proxy: Option<ProxyVersion>,
+    /// The largest request body forwarded.
+    pub max_body: Option<u64>,
+    /// The largest response head a server may send.
+    pub response_header_bytes: u64,
 }
 
 impl PoolSettings {
@@ -148,6 +152,8 @@ impl PoolSettings {
             upstream: config.upstream,
             upstream_tls,
             send_proxy: config.send_proxy,
+            max_body: config.max_body,
+            response_header_bytes: config.response_header_bytes,
         })
     }
 }

@@ -6,7 +6,7 @@ use super::pool::Pools;
 use super::reader::{Field, Reader};
 use super::{read_name, ListenAt, Unique};
 use crate::error::ErrorKind;
-use crate::model::{ListenerConfig, Protocol, TlsFiles};
+use crate::model::{ListenerConfig, ListenerLimits, Protocol, TlsFiles};
 
 /// What decoding a listener needs from the rest of the file.
 struct Env<'x> {
@@ -53,9 +53,10 @@ fn decode_listener(
     let pool = table.need(ctx, "pool", |ctx, f| pool_ref(ctx, f, env.pools, protocol));
     let tls = tls_for(ctx, table.optional("tls"), protocol);
     let accept_proxy = table.get_or(ctx, "accept_proxy", false, |ctx, f| f.bool(ctx));
+    let limits = table.get_or(ctx, "limits", ListenerLimits::default(), super::limits::decode);
     table.finish(ctx);
     let (name, listen, protocol, pool, tls) = (name?, listen?, protocol?, pool?, tls?);
-    Some(ListenerConfig { name, listen, protocol, pool, tls, accept_proxy: accept_proxy? })
+    Some(ListenerConfig { name, listen, protocol, pool, tls, accept_proxy: accept_proxy?, limits: limits? })
 }
 
 /// Decodes `protocol`.

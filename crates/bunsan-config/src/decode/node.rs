@@ -23,6 +23,9 @@ pub(crate) fn decode_node(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<No
     let file = table.get(ctx, "session_key_file", |ctx, f| key_file(ctx, f));
     let max_sessions = table.get_or(ctx, "max_sessions", 1_000_000, |ctx, f| f.int(ctx, 1, 100_000_000));
     let access_log = table.get(ctx, "access_log", access_log);
+    let max_connections = NodeSettings::default().max_connections;
+    let max_connections =
+        table.get_or(ctx, "max_connections", max_connections, |ctx, f| f.int(ctx, 1, 100_000_000));
     let session_key = match (inline?, file?) {
         (Some(_), Some(_)) => {
             let why = "set session_key or session_key_file, not both";
@@ -40,6 +43,7 @@ pub(crate) fn decode_node(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<No
         session_key: session_key?,
         max_sessions: max_sessions?,
         access_log: access_log?,
+        max_connections: max_connections?,
     })
 }
 

@@ -77,6 +77,9 @@ fn decode_pool(ctx: &mut Ctx<'_>, mut table: Reader<'_, '_>, names: &mut Unique)
         table.get_or(ctx, "upstream_tls", None, |ctx, f| super::upstream::tls(ctx, f).map(Some));
     super::upstream::check_h2_has_tls(ctx, upstream_field.as_ref(), upstream, upstream_tls.as_ref());
     let send_proxy = table.get_or(ctx, "send_proxy", None, super::upstream::send_proxy);
+    let max_body = table.get_or(ctx, "max_body", None, |ctx, f| f.size(ctx, u64::MAX).map(Some));
+    let response_head =
+        table.get_or(ctx, "response_header_bytes", 64 * 1024, |ctx, f| super::limits::head_bytes(ctx, f));
     let servers = table.get_or(ctx, "server", Vec::new(), decode_servers);
     table.finish(ctx);
     Some(PoolConfig {
@@ -94,6 +97,8 @@ fn decode_pool(ctx: &mut Ctx<'_>, mut table: Reader<'_, '_>, names: &mut Unique)
         upstream: upstream?,
         upstream_tls: upstream_tls?,
         send_proxy: send_proxy?,
+        max_body: max_body?,
+        response_header_bytes: response_head?,
         servers: servers?,
     })
 }

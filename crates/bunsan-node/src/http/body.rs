@@ -18,6 +18,7 @@ use crate::affinity::Table;
 use crate::server::InFlight;
 use crate::upstream::Sender;
 
+use super::local::LocalError;
 use super::private::PrivateConn;
 
 /// A client's request body on its way to a server: either buffered whole (so it can be
@@ -28,9 +29,43 @@ use super::private::PrivateConn;
 pub struct ForwardBody {
     source: Source,
     sent: Option<oneshot::Sender<()>>,
-    /// Set when the client's side of a streamed body fails (malformed chunking, a
-    /// client that went away): the exchange then failed through no fault of the server.
-    client_broke: Option<Arc<AtomicBool>>,
+    /// What went wrong on the client's side of a streamed body, if anything.
+    client: Option<Arc<ClientBody>>,
+    /// Bytes a streamed body may still carry (`max_body`).
+    allowance: u64,
+}
+
+/// The client's side of a streamed request body: it failed (malformed chunking, a client
+/// that went away) or outgrew the pool's `max_body`. Either way the exchange failed
+/// through no fault of the server.
+#[derive(Debug, Default)]
+pub struct ClientBody {
+    broke: AtomicBool,
+    too_large: AtomicBool,
+}
+
+impl ClientBody {
+    /// What to answer, if the client's body is why the exchange failed.
+    pub fn fault(&self) -> Option<LocalError> {
+        if self.too_large.load(Relaxed) {
+            Some(LocalError::BodyTooLarge)
+        } else if self.broke.load(Relaxed) {
+            Some(LocalError::BadRequest("the request body was malformed or cut short"))
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a forwarded body ended in an error.
+#[derive(Debug, thiserror::Error)]
+enum ForwardError {
+    /// Reading the client's body failed.
+    #[error("reading the request body failed: {0}")]
+    Client(#[from] hyper::Error),
+    /// The body grew past the pool's `max_body`.
+    #[error("the request body is larger than the pool's max_body")]
+    TooLarge,
 }
 
 #[derive(Debug)]
@@ -43,53 +78,77 @@ impl ForwardBody {
     /// A body held in memory.
     pub(crate) fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         let data = (!data.is_empty()).then_some(data);
-        Self { source: Source::Buffered { data, trailers }, sent: None, client_broke: None }
+        Self { source: Source::Buffered { data, trailers }, sent: None, client: None, allowance: u64::MAX }
     }
 
-    /// A body streamed from the client after `prefix`; the receiver fires once it has been
-    /// sent (or dropped), and the flag is set if the client's side of it fails.
+    /// A body streamed from the client after `prefix`, of at most `limit` bytes; the
+    /// receiver fires once it has been sent (or dropped), and [`ClientBody`] says if the
+    /// client's side of it failed.
     pub(crate) fn streaming(
         prefix: Option<Bytes>,
         rest: Incoming,
-    ) -> (Self, Option<oneshot::Receiver<()>>, Arc<AtomicBool>) {
+        limit: Option<u64>,
+    ) -> (Self, Option<oneshot::Receiver<()>>, Arc<ClientBody>) {
         let prefix = prefix.filter(|p| !p.is_empty());
-        let broke = Arc::new(AtomicBool::new(false));
+        let client = Arc::new(ClientBody::default());
+        let allowance = limit.unwrap_or(u64::MAX);
+        let empty = prefix.is_none() && rest.is_end_stream();
         let source = Source::Streaming { prefix, rest };
-        if matches!(&source, Source::Streaming { prefix: None, rest } if rest.is_end_stream()) {
-            return (Self { source, sent: None, client_broke: Some(broke.clone()) }, None, broke);
+        let body = |sent| Self { source, sent, client: Some(client.clone()), allowance };
+        if empty {
+            return (body(None), None, client);
         }
         let (tx, rx) = oneshot::channel();
-        (Self { source, sent: Some(tx), client_broke: Some(broke.clone()) }, Some(rx), broke)
+        (body(Some(tx)), Some(rx), client)
+    }
+
+    /// Counts a data frame against the allowance; `false` once the body is too large.
+    fn allow(&mut self, frame: &Frame<Bytes>) -> bool {
+        let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+        match self.allowance.checked_sub(len) {
+            Some(left) => {
+                self.allowance = left;
+                true
+            }
+            None => false,
+        }
     }
 }
 
 impl Body for ForwardBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = match &mut self.source {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut polled: Poll<Option<Result<Frame<Bytes>, ForwardError>>> = match &mut self.source {
             Source::Buffered { data, trailers } => {
                 let frame = data.take().map(Frame::data).or_else(|| trailers.take().map(Frame::trailers));
                 Poll::Ready(frame.map(Ok))
             }
             Source::Streaming { prefix, rest } => match prefix.take() {
                 Some(prefix) => Poll::Ready(Some(Ok(Frame::data(prefix)))),
-                None => Pin::new(rest).poll_frame(cx),
+                None => Pin::new(rest).poll_frame(cx).map_err(ForwardError::from),
             },
         };
-        if let (Poll::Ready(Some(Err(_))), Some(broke)) = (&polled, &self.client_broke) {
-            broke.store(true, Relaxed);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if !self.allow(frame) {
+                polled = Poll::Ready(Some(Err(ForwardError::TooLarge)));
+            }
+        }
+        if let (Poll::Ready(Some(Err(error))), Some(client)) = (&polled, &self.client) {
+            let flag =
+                if matches!(error, ForwardError::TooLarge) { &client.too_large } else { &client.broke };
+            flag.store(true, Relaxed);
         }
         if matches!(polled, Poll::Ready(None)) {
             if let Some(sent) = self.sent.take() {
                 let _receiver_gone_is_fine = sent.send(());
             }
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -124,6 +183,8 @@ impl Body for ForwardBody {
 pub struct ResponseBody {
     kind: Kind,
     log: Option<Box<LogTail>>,
+    /// Counts the request as in flight on its client connection until the body is gone.
+    _active: Option<super::idle::ActiveGuard>,
 }
 
 /// An access log entry waiting for the end of the response it describes.
@@ -173,12 +234,19 @@ struct UpstreamBody {
 impl ResponseBody {
     /// A complete body generated by the node.
     pub fn local(bytes: impl Into<Bytes>) -> Self {
-        Self { kind: Kind::Local(Some(bytes.into())), log: None }
+        Self { kind: Kind::Local(Some(bytes.into())), log: None, _active: None }
     }
 
     /// An empty body.
     pub fn empty() -> Self {
-        Self { kind: Kind::Local(None), log: None }
+        Self { kind: Kind::Local(None), log: None, _active: None }
+    }
+
+    /// The same body, keeping its request in flight on the client connection until it
+    /// is dropped.
+    pub(crate) fn while_active(mut self, active: super::idle::ActiveGuard) -> Self {
+        self._active = Some(active);
+        self
     }
 
     /// The same body, writing `tail` to the access log when it ends or is dropped.
@@ -192,7 +260,7 @@ impl ResponseBody {
         let server = in_flight.server().clone();
         let conn = Some((sender, server));
         let body = UpstreamBody { inner, conn, home, finished: false, _in_flight: in_flight };
-        Self { kind: Kind::Upstream(body), log: None }
+        Self { kind: Kind::Upstream(body), log: None, _active: None }
     }
 }
 

@@ -18,6 +18,10 @@ pub enum LocalError {
     BadRequest(&'static str),
     /// A method the node does not forward (`CONNECT`): `405`, and the connection is closed.
     NotAllowed(&'static str),
+    /// The request target is longer than the listener's `uri_bytes`: `414`, closed.
+    UriTooLong,
+    /// The body is larger than the pool's `max_body`: `413`, closed.
+    BodyTooLarge,
 }
 
 impl LocalError {
@@ -29,6 +33,8 @@ impl LocalError {
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -39,6 +45,8 @@ impl LocalError {
             Self::Timeout => format!("the server in pool {pool} did not answer in time"),
             Self::BadRequest(why) => format!("bad request: {why}"),
             Self::NotAllowed(why) => format!("method not allowed: {why}"),
+            Self::UriTooLong => "the request target is too long".to_owned(),
+            Self::BodyTooLarge => format!("the request body is larger than pool {pool} accepts"),
         }
     }
 }
@@ -52,7 +60,8 @@ pub fn respond(error: LocalError, pool: &str) -> Response<ResponseBody> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if matches!(error, LocalError::BadRequest(_) | LocalError::NotAllowed(_)) {
+    // The connection may hold unread bytes of a message the node did not take: close it.
+    if !matches!(error, LocalError::NoServer | LocalError::UpstreamFailed | LocalError::Timeout) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response

@@ -4,6 +4,7 @@
 mod attempt;
 pub mod body;
 pub mod headers;
+pub mod idle;
 pub mod key;
 pub mod local;
 mod log;
@@ -17,24 +18,26 @@ pub mod upgrade;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use bunsan_config::ListenerLimits;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use self::idle::Activity;
 use crate::access_log::AccessLog;
 use crate::connections::{ConnectionTable, Link, Registration};
 use crate::session::ClientSessions;
 use crate::state::StateBoard;
 use crate::upstream::Sender;
 
-/// How long a client may take to send a complete request head (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// HTTP/2 streams a client may have open at once on one connection.
-const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 streams a client may reset before the node accepted them (the "rapid reset"
+/// attack, CVE-2023-44487): past this the connection gets GOAWAY.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// How long an idle connection being closed may take to acknowledge it.
+const IDLE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Everything a listener's connections share.
 #[derive(Debug)]
@@ -49,6 +52,8 @@ pub struct HttpContext {
     pub connections: Arc<ConnectionTable>,
     /// Where finished requests are recorded.
     pub access_log: Arc<AccessLog>,
+    /// What one client connection may cost.
+    pub limits: ListenerLimits,
     builder: auto::Builder<TokioExecutor>,
     /// Once cancelled, responses ask HTTP/1.1 clients to close (the node is handing over).
     draining: CancellationToken,
@@ -61,14 +66,27 @@ impl HttpContext {
         board: Arc<StateBoard>,
         connections: Arc<ConnectionTable>,
         access_log: Arc<AccessLog>,
+        limits: &ListenerLimits,
         tls: bool,
     ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        let head_bytes = usize::try_from(limits.header_bytes).unwrap_or(usize::MAX);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.head_timeout)
+            .max_buf_size(head_bytes)
+            .max_headers(limits.header_count);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_streams)
+            .max_header_list_size(u32::try_from(limits.header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS);
         let proto = if tls { "https" } else { "http" };
         let draining = CancellationToken::new();
-        Self { listener, board, proto, connections, access_log, builder, draining }
+        let limits = limits.clone();
+        Self { listener, board, proto, connections, access_log, limits, builder, draining }
     }
 
     /// The same context, whose responses carry `Connection: close` once `draining` is
@@ -116,12 +134,16 @@ pub async fn serve_connection<I>(
     let link = registration.link.clone();
     let sessions = ClientSessions::new();
     let private = Arc::default();
+    let activity = Arc::new(Activity::default());
     let conn_state =
         Arc::new(ClientConn { addr: client, local, private, sessions, _registration: registration, link });
+    let service_activity = activity.clone();
     let service = service_fn(move |req| {
         let (ctx, conn) = (service_ctx.clone(), conn_state.clone());
+        let active = service_activity.begin();
         async move {
-            let mut response = proxy::forward(&ctx, &conn, req).await;
+            let response = proxy::forward(&ctx, &conn, req).await;
+            let mut response = response.map(|body| body.while_active(active));
             // A 101 must keep its `Connection: upgrade`; the tunnel ends on its own.
             if ctx.draining.is_cancelled() && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
                 // hyper closes an HTTP/1.1 connection after a response that says so (and
@@ -139,6 +161,13 @@ pub async fn serve_connection<I>(
         () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        () = idle::idle_past(&activity, ctx.limits.idle_timeout) => {
+            tracing::debug!(%client, "closing an idle client connection");
+            conn.as_mut().graceful_shutdown();
+            // HTTP/2's graceful close waits for the client to acknowledge a PING; a client
+            // that stays silent does not get to keep the connection that way.
+            tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
         }
     };
     if let Err(error) = result {

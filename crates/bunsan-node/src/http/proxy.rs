@@ -11,7 +11,7 @@
 //! in the connection table is re-pointed to the second server, and a session bound to
 //! the failed server is re-bound there, with a refreshed identifier in the response.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -24,12 +24,12 @@ use hyper::upgrade::OnUpgrade;
 use tokio::sync::oneshot;
 
 use super::attempt::{Attempt, Outcome};
-use super::body::{ConnHome, ForwardBody, ResponseBody};
+use super::body::{ClientBody, ConnHome, ForwardBody, ResponseBody};
 use super::headers::{add_forwarding, strip_hop_by_hop, ClientSide};
 use super::key::request_key;
 use super::local::{respond, LocalError};
 use super::log::Note;
-use super::replay::{self, Replay};
+use super::replay::{self, BodyRules, Replay};
 use super::request_id::{self, X_REQUEST_ID};
 use super::strict::{self, Refusal};
 use super::{upgrade, ClientConn, HttpContext};
@@ -69,6 +69,9 @@ async fn route(
     if let Err(refusal) = strict::check(&req) {
         return local(&pool, refusal.into());
     }
+    if let Err(error) = within_limits(&req, ctx.limits.uri_bytes, pool.settings.max_body) {
+        return local(&pool, error);
+    }
     let ip = client.addr.ip();
     let session = pool
         .affinity
@@ -91,8 +94,11 @@ async fn route(
         affinity.strip_identifier(&mut parts.headers);
     }
     let retry = &pool.settings.retry;
-    let Ok(prepared) = replay::prepare(parts, body, retry.buffer, retry.attempts > 1).await else {
-        return local(&pool, LocalError::BadRequest("the request body broke off"));
+    let rules =
+        BodyRules { buffer: retry.buffer, replayable: retry.attempts > 1, max_body: pool.settings.max_body };
+    let prepared = match replay::prepare(parts, body, rules).await {
+        Ok(prepared) => prepared,
+        Err(error) => return local(&pool, error),
     };
     let exchange = Exchange {
         ctx,
@@ -101,7 +107,7 @@ async fn route(
         key,
         session,
         replay: prepared.replay,
-        client_broke: prepared.client_broke,
+        client_body: prepared.client_body,
         client_upgrade,
         note,
     };
@@ -120,7 +126,7 @@ struct Exchange<'a> {
     /// A copy for replays, if the request may be replayed.
     replay: Option<Replay>,
     /// Set if the client's side of a streamed body failed.
-    client_broke: Option<Arc<AtomicBool>>,
+    client_body: Option<Arc<ClientBody>>,
     /// The client's side of an upgrade it asked for.
     client_upgrade: Option<OnUpgrade>,
     /// What the access log will say.
@@ -149,13 +155,10 @@ impl Exchange<'_> {
                 session: self.bound_key(),
             };
             let outcome = attempt.run(req, &mut body_sent).await;
-            if self.client_broke.as_ref().is_some_and(|broke| broke.load(Relaxed)) {
-                // The client broke the exchange (malformed chunking, gone mid-upload): no
-                // verdict on the server, and no replay of a body that never was whole.
-                return local(
-                    self.pool,
-                    LocalError::BadRequest("the request body was malformed or cut short"),
-                );
+            if let Some(fault) = self.client_body.as_ref().and_then(|client| client.fault()) {
+                // The client broke the exchange (malformed chunking, gone mid-upload, a
+                // body over max_body): no verdict on the server, and no replay.
+                return local(self.pool, fault);
             }
             self.count(index, &outcome, &in_flight);
             // An unsent request comes back: nothing reached the server, it may go anywhere.
@@ -306,6 +309,23 @@ impl Exchange<'_> {
     }
 }
 
+/// The request target within `uri_bytes`, and a declared body within `max_body` (a
+/// chunked body is counted as it streams).
+fn within_limits<B>(req: &Request<B>, uri_bytes: u64, max_body: Option<u64>) -> Result<(), LocalError> {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    if target as u64 > uri_bytes {
+        return Err(LocalError::UriTooLong);
+    }
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match (declared, max_body) {
+        (Some(length), Some(max)) if length > max => Err(LocalError::BodyTooLarge),
+        _ => Ok(()),
+    }
+}
+
 impl From<Refusal> for LocalError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
@@ -346,7 +366,10 @@ fn local(pool: &Pool, error: LocalError) -> Response<ResponseBody> {
         LocalError::NoServer => &counters.no_server,
         LocalError::UpstreamFailed => &counters.upstream_failed,
         LocalError::Timeout => &counters.timeouts,
-        LocalError::BadRequest(_) | LocalError::NotAllowed(_) => &counters.bad_requests,
+        LocalError::BadRequest(_)
+        | LocalError::NotAllowed(_)
+        | LocalError::UriTooLong
+        | LocalError::BodyTooLarge => &counters.bad_requests,
     };
     counter.fetch_add(1, Relaxed);
     respond(error, &pool.name)

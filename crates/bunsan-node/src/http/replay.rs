@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::ForwardBody;
+use super::local::LocalError;
 
 /// What is kept to send a request again.
 #[derive(Debug, Clone)]
@@ -55,22 +56,37 @@ pub struct Prepared {
     pub body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
     /// A copy for replays, if the request may be replayed.
     pub replay: Option<Replay>,
-    /// For a streamed body: set if the client's side of it fails.
-    pub client_broke: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// For a streamed body: what went wrong on the client's side, if anything.
+    pub client_body: Option<std::sync::Arc<super::body::ClientBody>>,
 }
 
-/// Builds the upstream request from rewritten `parts`, buffering the body (up to `limit`)
-/// when the method allows a replay. Fails only if the client's body breaks off.
+/// How a request body is to be handled.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRules {
+    /// Buffer up to this many bytes so the request can be replayed (`retry.buffer`).
+    pub buffer: u64,
+    /// Whether the pool replays at all (`retry.attempts > 1`).
+    pub replayable: bool,
+    /// The largest body forwarded (`max_body`).
+    pub max_body: Option<u64>,
+}
+
+/// Builds the upstream request from rewritten `parts`, buffering the body (up to
+/// `rules.buffer`) when the method allows a replay. Fails if the client's body breaks
+/// off (`400`) or is larger than `max_body` (`413`).
 pub async fn prepare(
     parts: http::request::Parts,
     body: Incoming,
-    limit: u64,
-    replayable: bool,
-) -> Result<Prepared, hyper::Error> {
-    if !replayable || !idempotent(&parts.method) {
-        return Ok(streaming(parts, None, body));
+    rules: BodyRules,
+) -> Result<Prepared, LocalError> {
+    if !rules.replayable || !idempotent(&parts.method) {
+        return Ok(streaming(parts, None, body, rules.max_body));
     }
-    match buffer(body, limit).await? {
+    let broke = |_| LocalError::BadRequest("the request body broke off");
+    match buffer(body, rules.buffer).await.map_err(broke)? {
+        Buffered::Whole(data, _) if rules.max_body.is_some_and(|max| data.len() as u64 > max) => {
+            Err(LocalError::BodyTooLarge)
+        }
         Buffered::Whole(data, trailers) => {
             let replay =
                 Replay { method: parts.method, uri: parts.uri, headers: parts.headers, body: data, trailers };
@@ -78,16 +94,21 @@ pub async fn prepare(
                 request: replay.request(),
                 body_sent: None,
                 replay: Some(replay),
-                client_broke: None,
+                client_body: None,
             })
         }
-        Buffered::Prefix(prefix, rest) => Ok(streaming(parts, Some(prefix), rest)),
+        Buffered::Prefix(prefix, rest) => Ok(streaming(parts, Some(prefix), rest, rules.max_body)),
     }
 }
 
-fn streaming(parts: http::request::Parts, prefix: Option<Bytes>, rest: Incoming) -> Prepared {
-    let (body, body_sent, broke) = ForwardBody::streaming(prefix, rest);
-    Prepared { request: Request::from_parts(parts, body), body_sent, replay: None, client_broke: Some(broke) }
+fn streaming(
+    parts: http::request::Parts,
+    prefix: Option<Bytes>,
+    rest: Incoming,
+    limit: Option<u64>,
+) -> Prepared {
+    let (body, body_sent, client) = ForwardBody::streaming(prefix, rest, limit);
+    Prepared { request: Request::from_parts(parts, body), body_sent, replay: None, client_body: Some(client) }
 }
 
 /// A body read to its end within the limit, or the part read so far and the rest.

@@ -58,6 +58,8 @@ struct Inner {
     access_log: Arc<AccessLog>,
     /// Every listener's counters, by name.
     listener_counters: Arc<crate::metrics::ListenerRegistry>,
+    /// Connection slots over all listeners (`[node] max_connections`; fixed at start).
+    node_slots: Arc<tokio::sync::Semaphore>,
     config_path: Option<PathBuf>,
     /// What reloads change; the lock serialises them.
     running: tokio::sync::Mutex<Running>,
@@ -120,6 +122,7 @@ impl Node {
             connections: Arc::new(ConnectionTable::default()),
             access_log: Arc::new(AccessLog::new(config.node.access_log.clone())),
             listener_counters: Arc::default(),
+            node_slots: Arc::new(tokio::sync::Semaphore::new(config.node.max_connections)),
             config_path: options.config_path,
             running: tokio::sync::Mutex::new(Running {
                 config: config.clone(),
@@ -216,6 +219,7 @@ impl Inner {
             draining: self.draining.clone(),
             access_log: self.access_log.clone(),
             listener_counters: self.listener_counters.clone(),
+            node_slots: self.node_slots.clone(),
         }
     }
 

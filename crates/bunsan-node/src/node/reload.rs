@@ -94,5 +94,8 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.node.shutdown_timeout != new.node.shutdown_timeout {
         changes.push("[node] shutdown_timeout".to_owned());
     }
+    if old.node.max_connections != new.node.max_connections {
+        changes.push("[node] max_connections".to_owned());
+    }
     changes
 }

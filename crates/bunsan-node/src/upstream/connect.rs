@@ -45,7 +45,7 @@ async fn establish(dial: Dial<'_>) -> Result<Sender, ConnectError> {
     }
     let protocol = dial.settings.upstream;
     let Some(tls) = &dial.settings.upstream_tls else {
-        return handshake(stream, protocol, false, addr).await;
+        return handshake(stream, dial.settings, false, addr).await;
     };
     let name = tls
         .server_name(dial.addr_text)
@@ -60,13 +60,13 @@ async fn establish(dial: Dial<'_>) -> Result<Sender, ConnectError> {
         let got = String::from_utf8_lossy(alpn.as_deref().unwrap_or_default()).into_owned();
         return Err(ConnectError::Alpn { addr, got });
     }
-    handshake(stream, protocol, true, addr).await
+    handshake(stream, dial.settings, true, addr).await
 }
 
 /// The HTTP handshake over an established stream.
 async fn handshake<I>(
     io: I,
-    protocol: UpstreamProtocol,
+    settings: &PoolSettings,
     tls: bool,
     addr: SocketAddr,
 ) -> Result<Sender, ConnectError>
@@ -75,8 +75,11 @@ where
 {
     let fail = |source| ConnectError::Handshake { addr, source };
     let io = TokioIo::new(io);
-    if protocol == UpstreamProtocol::Http1 {
-        let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(fail)?;
+    let head_bytes = settings.response_header_bytes;
+    if settings.upstream == UpstreamProtocol::Http1 {
+        let mut builder = http1::Builder::new();
+        builder.max_buf_size(usize::try_from(head_bytes).unwrap_or(usize::MAX));
+        let (sender, conn) = builder.handshake(io).await.map_err(fail)?;
         // Upgrades (WebSocket) take the connection over after a `101`; without this hyper
         // would close it instead.
         tokio::spawn(drive(conn.with_upgrades(), addr));
@@ -85,6 +88,7 @@ where
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .adaptive_window(true)
+        .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX))
         .handshake(io)
         .await
         .map_err(fail)?;

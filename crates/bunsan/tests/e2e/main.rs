@@ -14,6 +14,7 @@ mod demo;
 mod errors;
 mod failover;
 mod hostile;
+mod limits;
 mod protocols;
 mod proxy_protocol;
 mod reload;
