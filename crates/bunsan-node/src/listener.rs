@@ -224,6 +224,14 @@ impl Listener {
         if !self.accept_proxy {
             return self.dispatch(stream, tcp).await;
         }
+        // Boxed, like every path but plain HTTP: an async fn's state is as large as its
+        // largest branch, and an idle plain connection should not pay for the others.
+        Box::pin(self.serve_proxied(stream, tcp)).await
+    }
+
+    /// Reads the PROXY header, then serves the connection as its client.
+    async fn serve_proxied(&self, stream: TcpStream, tcp: Ends) {
+        let peer = tcp.client;
         let accepted = tokio::select! {
             () = self.shutdown.cancelled() => return,
             accepted = proxy_protocol::accept(stream, tcp) => accepted,
@@ -246,7 +254,7 @@ impl Listener {
         match self.protocol {
             Protocol::Tcp => {
                 let entry = self.connections.register(Link::new(self.index, ends.client));
-                crate::tcp::relay(stream, ends, entry, self.board.clone()).await
+                Box::pin(crate::tcp::relay(stream, ends, entry, self.board.clone())).await
             }
             Protocol::Http => {
                 let (tls, http) = (self.tls.clone(), self.http.clone());
@@ -270,8 +278,9 @@ async fn serve_http<S>(
     let Some(acceptor) = tls else {
         return serve_connection(stream, peer, local, ctx, shutdown).await;
     };
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, local, ctx, shutdown).await,
+    let handshake = Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)));
+    match handshake.await {
+        Ok(Ok(tls_stream)) => Box::pin(serve_connection(tls_stream, peer, local, ctx, shutdown)).await,
         Ok(Err(error)) => tracing::debug!(client = %peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
     }

@@ -210,3 +210,46 @@ fn goaway(mut bytes: &[u8]) -> bool {
     }
     false
 }
+
+/// The node's proportional set size in KiB (`/proc/PID/smaps_rollup`).
+fn pss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Memory a connection that sent part of a request head and went quiet may cost the node,
+/// at most (README, "Limits and hostile input").
+const IDLE_GARBAGE_BOUND_KIB: u64 = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_garbage_connections_stay_under_the_memory_bound() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // The node inherits the limit; both ends need a descriptor per connection.
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    let count = 10_000.min(hard.saturating_sub(500) as usize);
+    assert!(count >= 1000, "RLIMIT_NOFILE {hard} is too low for this test");
+    let b = backends(&["quiet"]).await;
+    let node = node_with(&b[0], "head_timeout = \"60s\", idle_timeout = \"60s\"", "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = pss_kib(node.pid());
+    let mut held = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut stream = TcpStream::connect(node.listener("web")).await.unwrap();
+        let garbage = format!("GET /{i} HTTP/1.1\r\nX-Garbage: {}", "g".repeat(100));
+        stream.write_all(garbage.as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = pss_kib(node.pid());
+    let per_connection = after.saturating_sub(before) as f64 / count as f64;
+    eprintln!("{count} idle garbage connections: {before} KiB -> {after} KiB, {per_connection:.2} KiB each");
+    assert!(per_connection <= IDLE_GARBAGE_BOUND_KIB as f64, "{per_connection:.2} KiB per connection");
+    // Still serving.
+    let reply = bunsan_testkit::get(node.listener("web"), "/").await.unwrap();
+    assert_eq!(reply.status.as_u16(), 200);
+    drop(held);
+}
