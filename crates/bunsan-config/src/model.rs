@@ -212,12 +212,25 @@ impl Default for ListenerLimits {
     }
 }
 
-/// A certificate chain and its private key, as PEM file paths.
+/// A listener's `tls = { cert, key, sni = [{ cert, key }, …] }`: the default certificate
+/// chain and key (PEM file paths), and more, chosen by the name a client asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// `cert`: the certificate chain, leaf first.
     pub cert: PathBuf,
     /// `key`: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// `sni`: more certificates; a client's SNI name picks the first one valid for it,
+    /// and any other client gets the default.
+    pub sni: Vec<CertFiles>,
+}
+
+/// One more certificate chain and key of a listener (`tls.sni` entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// `cert`: the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// `key`: its private key.
     pub key: PathBuf,
 }
 
@@ -490,6 +503,8 @@ pub struct UpstreamTls {
     /// `server_name`: the name to ask for (SNI) and to verify the certificate against;
     /// default: each server's address as written, without its port.
     pub server_name: Option<String>,
+    /// `cert`, `key`: a client certificate to present to the servers (mutual TLS).
+    pub client_cert: Option<CertFiles>,
 }
 
 /// A PROXY protocol version.

@@ -100,7 +100,7 @@ name = "app"
     check(
         source,
         &[
-            "5:40: listener[web].tls.ca: unknown key (valid here: cert, key)",
+            "5:40: listener[web].tls.ca: unknown key (valid here: cert, key, sni)",
             "6:1: listener[web].port: unknown key (valid here: name, listen, protocol, pool, tls, accept_proxy, limits)",
         ],
     );
@@ -835,4 +835,14 @@ fn limits_are_checked_by_key_and_line() {
     assert!(keys.contains(&("listener[l].limits.max_conn", 5)), "{keys:?}");
     assert!(keys.contains(&("pool[p].max_body", 8)), "{keys:?}");
     assert!(errors.to_string().contains("at least 8KiB"), "{errors}");
+}
+
+#[test]
+fn an_upstream_client_certificate_needs_its_key() {
+    let source = "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:80\"\npool = \"p\"\n\
+        [[pool]]\nname = \"p\"\nupstream_tls = { ca = \"ca.pem\", cert = \"c.pem\" }\n";
+    let errors = bunsan_config::parse(source, Path::new("b.toml")).unwrap_err();
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    assert_eq!((errors.errors[0].key.as_str(), errors.errors[0].line), ("pool[p].upstream_tls", 7));
+    assert!(errors.to_string().contains("cert and key go together"), "{errors}");
 }

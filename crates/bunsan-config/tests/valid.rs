@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bunsan_config::{
-    AccessLogTarget, AdminConfig, AffinityConfig, AffinityMode, Config, ControlDelivery, HashKey,
+    AccessLogTarget, AdminConfig, AffinityConfig, AffinityMode, CertFiles, Config, ControlDelivery, HashKey,
     HealthConfig, HealthKind, ListenerConfig, ListenerLimits, LoadError, NodeSettings, OutlierConfig,
     PoolConfig, Protocol, ProxyVersion, RetryConfig, Secret, ServerConfig, SessionKeySource, TlsFiles,
     UpstreamProtocol, UpstreamTls,
@@ -180,7 +180,8 @@ fn listener(
 /// What `FULL` means, with the TLS cert resolved against `base`.
 fn expected_full(base: &Path) -> Config {
     let localhost = ("localhost", 9003).to_socket_addrs().ok().and_then(|mut a| a.next()).expect("localhost");
-    let tls = TlsFiles { cert: base.join("certs/web.pem"), key: PathBuf::from("/etc/bunsan/web.key") };
+    let tls =
+        TlsFiles { cert: base.join("certs/web.pem"), key: PathBuf::from("/etc/bunsan/web.key"), sni: vec![] };
     let app = PoolConfig {
         hash_key: Some(HashKey::Header("x-user-id".into())),
         connect_timeout: Duration::from_millis(250),
@@ -296,12 +297,17 @@ pool = "app"
 [listener.tls]
 cert = "web.pem"
 key = "web.key"
+sni = [{ cert = "a.pem", key = "a.key" }, { cert = "/etc/b.pem", key = "b.key" }]
 
 [[pool]]
 name = "app"
 "#;
     let config = bunsan_config::parse(source, Path::new("/srv/b.toml")).expect("valid config");
-    let tls = TlsFiles { cert: "/srv/web.pem".into(), key: "/srv/web.key".into() };
+    let sni = vec![
+        CertFiles { cert: "/srv/a.pem".into(), key: "/srv/a.key".into() },
+        CertFiles { cert: "/etc/b.pem".into(), key: "/srv/b.key".into() },
+    ];
+    let tls = TlsFiles { cert: "/srv/web.pem".into(), key: "/srv/web.key".into(), sni };
     assert_eq!(config.listeners[0].tls, Some(tls));
 }
 
@@ -540,7 +546,7 @@ accept_proxy = true
 [[pool]]
 name = "grpc"
 upstream = "h2"
-upstream_tls = { ca = "ca.pem", server_name = "backend.internal" }
+upstream_tls = { ca = "ca.pem", server_name = "backend.internal", cert = "client.pem", key = "/k/client.key" }
 send_proxy = "v2"
 
 [[pool]]
@@ -553,7 +559,9 @@ send_proxy = "v1"
     assert!(config.listeners[0].accept_proxy);
     let grpc = &config.pools[0];
     assert_eq!(grpc.upstream, UpstreamProtocol::H2);
-    let tls = UpstreamTls { ca: "/etc/bunsan/ca.pem".into(), server_name: Some("backend.internal".into()) };
+    let client_cert = Some(CertFiles { cert: "/etc/bunsan/client.pem".into(), key: "/k/client.key".into() });
+    let server_name = Some("backend.internal".into());
+    let tls = UpstreamTls { ca: "/etc/bunsan/ca.pem".into(), server_name, client_cert };
     assert_eq!(grpc.upstream_tls, Some(tls));
     assert_eq!(grpc.send_proxy, Some(ProxyVersion::V2));
     assert_eq!(

@@ -79,6 +79,13 @@ impl Backend {
         Self::start_with(name, addr, Some(tls_acceptor(cert))).await
     }
 
+    /// Starts a TLS backend that also requires clients to present a certificate signed
+    /// by (or equal to) `client_ca`.
+    pub async fn start_mtls(name: &str, cert: &SelfSigned, client_ca: &SelfSigned) -> Self {
+        let addr = "127.0.0.1:0".parse().expect("literal address");
+        Self::start_with(name, addr, Some(tls_acceptor_verifying(cert, Some(client_ca)))).await
+    }
+
     async fn start_with(name: &str, addr: SocketAddr, tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind(addr).await.expect("backend binds");
         let addr = listener.local_addr().expect("bound address");
@@ -142,16 +149,31 @@ async fn serve<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: I, name: 
 }
 
 fn tls_acceptor(cert: &SelfSigned) -> TlsAcceptor {
+    tls_acceptor_verifying(cert, None)
+}
+
+fn tls_acceptor_verifying(cert: &SelfSigned, client_ca: Option<&SelfSigned>) -> TlsAcceptor {
     use rustls_pki_types::pem::PemObject;
     let key =
         rustls_pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("test key parses");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("default versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert_der.clone()], key)
-        .expect("test certificate and key match");
+        .expect("default versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.cert_der.clone()).expect("the client CA parses");
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .expect("a client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config =
+        builder.with_single_cert(vec![cert.cert_der.clone()], key).expect("test certificate and key match");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     TlsAcceptor::from(Arc::new(config))
 }

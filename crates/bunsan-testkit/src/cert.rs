@@ -17,7 +17,12 @@ pub struct SelfSigned {
 impl SelfSigned {
     /// Generates a fresh certificate.
     pub fn generate() -> Self {
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        Self::for_names(&["localhost", "127.0.0.1"])
+    }
+
+    /// Generates a fresh certificate for `names` (DNS names or IP addresses).
+    pub fn for_names(names: &[&str]) -> Self {
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         let certified = rcgen::generate_simple_self_signed(names).expect("rcgen generates a certificate");
         Self {
             cert_pem: certified.cert.pem(),

@@ -81,6 +81,18 @@ impl Client {
         ca: &CertificateDer<'static>,
         alpn: &[&str],
     ) -> Result<Self, Error> {
+        Self::tls_to(addr, preamble, "localhost", ca, alpn).await
+    }
+
+    /// Like [`Client::tls_after`], asking for (SNI) and verifying `server_name`; an IP
+    /// address sends no SNI.
+    pub async fn tls_to(
+        addr: SocketAddr,
+        preamble: &[u8],
+        server_name: &str,
+        ca: &CertificateDer<'static>,
+        alpn: &[&str],
+    ) -> Result<Self, Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.clone())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -92,7 +104,7 @@ impl Client {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let mut tcp = TcpStream::connect(addr).await?;
         tcp.write_all(preamble).await?;
-        let tls = connector.connect(ServerName::try_from("localhost")?, tcp).await?;
+        let tls = connector.connect(ServerName::try_from(server_name.to_owned())?, tcp).await?;
         let chosen = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         let h2 = chosen.as_deref() == Some(b"h2");
         Self::over(tls, addr, h2, chosen).await

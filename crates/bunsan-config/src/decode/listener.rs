@@ -6,7 +6,7 @@ use super::pool::Pools;
 use super::reader::{Field, Reader};
 use super::{read_name, ListenAt, Unique};
 use crate::error::ErrorKind;
-use crate::model::{ListenerConfig, ListenerLimits, Protocol, TlsFiles};
+use crate::model::{CertFiles, ListenerConfig, ListenerLimits, Protocol, TlsFiles};
 
 /// What decoding a listener needs from the rest of the file.
 struct Env<'x> {
@@ -109,15 +109,27 @@ fn tls_for(
     }
 }
 
-/// Decodes `tls = { cert, key }`, resolving relative paths against the config's directory
-/// (not the working directory, which depends on how the node was started).
+/// Decodes `tls = { cert, key, sni }`, resolving relative paths against the config's
+/// directory (not the working directory, which depends on how the node was started).
 fn tls(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<TlsFiles> {
     let mut table = field.table(ctx)?;
     let cert = table.need(ctx, "cert", file_path);
     let key = table.need(ctx, "key", file_path);
+    let sni = table.get_or(ctx, "sni", Vec::new(), sni_certs);
     table.finish(ctx);
     let base = ctx.base_dir();
-    Some(TlsFiles { cert: base.join(cert?), key: base.join(key?) })
+    Some(TlsFiles { cert: base.join(cert?), key: base.join(key?), sni: sni? })
+}
+
+/// Decodes `sni = [{ cert, key }, …]`.
+fn sni_certs(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<Vec<CertFiles>> {
+    field.tables(ctx).decode_all(|mut table| {
+        let cert = table.need(ctx, "cert", file_path);
+        let key = table.need(ctx, "key", file_path);
+        table.finish(ctx);
+        let base = ctx.base_dir();
+        Some(CertFiles { cert: base.join(cert?), key: base.join(key?) })
+    })
 }
 
 /// A non-empty file path string.

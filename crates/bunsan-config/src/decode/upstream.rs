@@ -3,7 +3,7 @@
 use super::ctx::Ctx;
 use super::reader::Field;
 use crate::error::ErrorKind;
-use crate::model::{ProxyVersion, UpstreamProtocol, UpstreamTls};
+use crate::model::{CertFiles, ProxyVersion, UpstreamProtocol, UpstreamTls};
 
 /// Decodes `upstream`.
 pub(crate) fn protocol(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<UpstreamProtocol> {
@@ -26,13 +26,9 @@ pub(crate) fn protocol(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<Upstr
 /// directory.
 pub(crate) fn tls(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<UpstreamTls> {
     let mut table = field.table(ctx)?;
-    let ca = table.need(ctx, "ca", |ctx, f| {
-        let text = f.str(ctx)?;
-        if text.is_empty() {
-            return f.invalid(ctx, "file path must not be empty");
-        }
-        Some(text.to_owned())
-    });
+    let ca = table.need(ctx, "ca", path);
+    let cert = table.get(ctx, "cert", path);
+    let key = table.get(ctx, "key", path);
     let server_name = table.get(ctx, "server_name", |ctx, f| {
         let text = f.str(ctx)?;
         let valid = !text.is_empty()
@@ -44,7 +40,25 @@ pub(crate) fn tls(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<UpstreamTl
         Some(text.to_owned())
     });
     table.finish(ctx);
-    Some(UpstreamTls { ca: ctx.base_dir().join(ca?), server_name: server_name? })
+    let base = ctx.base_dir().to_owned();
+    let client_cert = match (cert?, key?) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(CertFiles { cert: base.join(cert), key: base.join(key) }),
+        _ => {
+            let why = "cert and key go together (a client certificate for the servers)";
+            return field.invalid(ctx, why);
+        }
+    };
+    Some(UpstreamTls { ca: base.join(ca?), server_name: server_name?, client_cert })
+}
+
+/// A non-empty file path.
+fn path(ctx: &mut Ctx<'_>, field: &Field<'_, '_>) -> Option<std::path::PathBuf> {
+    let text = field.str(ctx)?;
+    if text.is_empty() {
+        return field.invalid(ctx, "file path must not be empty");
+    }
+    Some(text.into())
 }
 
 /// Decodes `send_proxy`.

@@ -20,6 +20,7 @@ mod proxy_protocol;
 mod reload;
 mod shutdown;
 mod tcp;
+mod tls;
 mod upstream;
 mod zero_downtime;
 
