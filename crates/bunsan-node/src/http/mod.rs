@@ -142,7 +142,10 @@ pub async fn serve_connection<I>(
         let (ctx, conn) = (service_ctx.clone(), conn_state.clone());
         let active = service_activity.begin();
         async move {
-            let response = proxy::forward(&ctx, &conn, req).await;
+            // Boxed: hyper keeps room for one request future per HTTP/1.1 connection for
+            // the connection's whole life, and ours is ~13 KiB; boxed, an idle connection
+            // holds a pointer instead.
+            let response = Box::pin(proxy::forward(&ctx, &conn, req)).await;
             let mut response = response.map(|body| body.while_active(active));
             // A 101 must keep its `Connection: upgrade`; the tunnel ends on its own.
             if ctx.draining.is_cancelled() && response.status() != http::StatusCode::SWITCHING_PROTOCOLS {

@@ -222,7 +222,7 @@ fn pss_kib(pid: u32) -> u64 {
 
 /// Memory a connection that sent part of a request head and went quiet may cost the node,
 /// at most (README, "Limits and hostile input").
-const IDLE_GARBAGE_BOUND_KIB: u64 = 40;
+const IDLE_GARBAGE_BOUND_KIB: u64 = 24;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_garbage_connections_stay_under_the_memory_bound() {
