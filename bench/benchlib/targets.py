@@ -58,7 +58,7 @@ class Backend:
         conf = render(
             "backend-nginx.conf",
             self.env.path("backend-nginx.conf"),
-            {"AFFINITY": "10", "RUN": self.env.run_dir, "FD_LIMIT": self.env.fd_limit, "DATA": data, "LISTEN": listen},
+            {"AFFINITY": "10" if procs.LOAD_CPU == "1" else "01", "RUN": self.env.run_dir, "FD_LIMIT": self.env.fd_limit, "DATA": data, "LISTEN": listen},
         )
         argv = ["nginx", "-p", self.env.run_dir, "-c", conf, "-e", self.env.path("backend-error.log")]
         self.proc = procs.start(argv, procs.LOAD_CPU, self.env.path("backend.log"))
