@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import traceback
@@ -55,7 +56,7 @@ def rotated(kinds, round_index):
 def s2_rates(ctx, raw):
     """Fixed rates for S2: fractions of the slowest proxy's maximum (from S1 if it ran)."""
     if "S1" in raw:
-        maxima = {k: report.statistics.median(r["rps"] for r in raw["S1"][k] if r)
+        maxima = {k: statistics.median(r["rps"] for r in raw["S1"][k] if r)
                   for k in targets.PROXIES if any(raw["S1"].get(k, []))}
     else:
         maxima = scenarios.max_rates(ctx)
@@ -107,17 +108,19 @@ def smoke_problems(raw, selected):
 
 
 def _errors(value):
-    if isinstance(value, dict):
-        return sum(v if k == "errors" else _errors(v) for k, v in value.items() if isinstance(v, (dict, list, int)))
+    """The sum of every "errors" count anywhere in a result (nested dicts and lists)."""
     if isinstance(value, list):
         return sum(_errors(v) for v in value)
-    return 0
+    if not isinstance(value, dict):
+        return 0
+    return sum(v if k == "errors" else _errors(v) for k, v in value.items())
 
 
-def write_outputs(args, raw, started):
+def write_outputs(args, raw, started, load_start):
     """Writes <out>/<timestamp>.json and .md; a full run of everything also updates RESULTS.md."""
     md, summary = report.table(raw)
     info = report.machine(REPO)
+    info["loadavg_start"] = load_start
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     os.makedirs(args.out, exist_ok=True)
     doc = {"started": started.isoformat(), "smoke": args.smoke, "rounds": args.rounds,
@@ -150,7 +153,9 @@ rate, same round) and the direct column is direct's own latency.
 - {info["haproxy"]}
 - {info["nginx"]}
 - bunsan commit {info["bunsan_commit"]}{" (with uncommitted changes)" if info["bunsan_dirty"] else ""}
-- load: {info["wrk"]}; bunsan-bench loadgen for S2
+- load generators: {info["wrk"]}; bunsan-bench loadgen for S2
+- load average (1/5/15 min) at the start {info["loadavg_start"]}, at the end {info["loadavg_end"]}:
+  the machine is shared with other builds, so expect noise beyond the ranges shown
 
 {md}"""
 
@@ -162,6 +167,7 @@ def log(message):
 def main():
     args = parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
+    load_start = report.loadavg()
     settings = dict(SMOKE if args.smoke else FULL)
     shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     run_dir = tempfile.mkdtemp(prefix="bunsan-bench-", dir=shm)
@@ -182,7 +188,7 @@ def main():
     finally:
         backend.stop()
         procs.stop_all()
-    write_outputs(args, raw, started)
+    write_outputs(args, raw, started, load_start)
     problems = smoke_problems(raw, args.scenarios)
     if problems:
         log(f"logs kept in {run_dir}")

@@ -85,8 +85,12 @@ def _pick(case, key):
 
 
 def _s2_labels(raw):
-    first = next(iter(raw["S2"].values()))
-    return list(first[0].keys()) if first else []
+    """The rate labels ("25%", …) of the first S2 round that produced numbers."""
+    for rounds in raw["S2"].values():
+        for r in rounds:
+            if r:
+                return list(r)
+    return []
 
 
 def _s2_get(label, pct):
@@ -158,8 +162,14 @@ def _verdict(row, s):
         return "n/a"
 
 
+def loadavg():
+    """The 1, 5 and 15-minute load averages, as text."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def machine(repo):
-    """CPU model, cores, kernel, tool versions and the bunsan commit."""
+    """CPU model, cores, kernel, tool versions, the bunsan commit and the load average now."""
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -174,6 +184,7 @@ def machine(repo):
         "nginx": _first_line(["nginx", "-v"]),
         "wrk": _first_line(["wrk", "-v"]),
         "bunsan_commit": _first_line(["git", "-C", repo, "rev-parse", "--short", "HEAD"]),
+        "loadavg_end": loadavg(),
         "bunsan_dirty": bool(_first_line(["git", "-C", repo, "status", "--porcelain", "--", "crates"])),
     }
 

@@ -50,6 +50,7 @@ class Backend:
         *self.ports, self.tcp_port = procs.free_ports(LARGE_POOL + 1)
         self.proc = None
         self.tcp_proc = None
+        self.data = None
 
     def start(self):
         """Writes the files it serves to a tmpfs directory and starts both servers."""
@@ -83,7 +84,7 @@ class Backend:
         for proc in (self.tcp_proc, self.proc):
             if proc is not None:
                 procs.stop(proc)
-        if getattr(self, "data", None):
+        if self.data:
             shutil.rmtree(self.data, ignore_errors=True)
 
 
