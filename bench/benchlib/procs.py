@@ -11,6 +11,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROXY_CPU = "0"
 # The backend and the load generators; on a one-core machine everything shares core 0.
 LOAD_CPU = "1" if (os.cpu_count() or 1) > 1 else "0"
+# Scheduling priority of every benchmark process (0 = unchanged); set by --nice.
+NICE = 0
 
 _started = []
 
@@ -30,10 +32,11 @@ def free_ports(count):
 
 
 def start(argv, cpus, log_path, stdin=subprocess.DEVNULL, stdout=None):
-    """Starts argv under `taskset -c cpus`, stderr (and stdout unless given) to log_path."""
+    """Starts argv under `taskset -c cpus` (and `nice`), stderr (and stdout unless given) to log_path."""
     log = open(log_path, "ab")
+    prefix = ["nice", "-n", str(NICE)] if NICE else []
     proc = subprocess.Popen(
-        ["taskset", "-c", cpus] + list(argv),
+        prefix + ["taskset", "-c", cpus] + list(argv),
         stdin=stdin,
         stdout=stdout if stdout is not None else log,
         stderr=log,
