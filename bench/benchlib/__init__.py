@@ -1,0 +1,1 @@
+"""Helpers of bunsan's benchmark orchestrator (bench/orchestrate.py)."""
