@@ -1,0 +1,4 @@
+//! libFuzzer entry for `bunsan_fuzz::config` (what it checks is documented there).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bunsan_fuzz::config(data));
