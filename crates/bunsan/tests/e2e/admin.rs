@@ -2,26 +2,7 @@
 
 use bunsan_testkit::{get, Bunsan, Client};
 
-use crate::{backends, bin, http_config, run};
-
-async fn ctl(node: &Bunsan, args: &[&str]) -> (bool, String, String) {
-    let url = node.admin_url();
-    let mut full = vec!["ctl", "--admin", url.as_str()];
-    full.extend_from_slice(args);
-    let out = run(&full).await;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
-
-async fn hits_after(node: &Bunsan, requests: usize) -> Vec<String> {
-    let mut client = Client::http1(node.listener("web")).await.unwrap();
-    let mut served_by = Vec::new();
-    for _ in 0..requests {
-        let reply = client.get("/").await.unwrap();
-        served_by.push(reply.header("x-backend").unwrap_or("?").to_owned());
-    }
-    served_by
-}
+use crate::{backends, bin, ctl, http_config, served_by};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maint_stops_traffic_at_once_and_ready_brings_it_back() {
@@ -32,12 +13,12 @@ async fn maint_stops_traffic_at_once_and_ready_brings_it_back() {
     let (ok, out, err) = ctl(&node, &["server", "app/host2", "maint"]).await;
     assert!(ok, "{err}");
     assert_eq!(out, "app/host2: maint\n");
-    let served = hits_after(&node, 60).await;
+    let served = served_by(&node, 60).await;
     assert!(!served.contains(&"host2".to_owned()), "host2 in maint still got traffic");
     assert_eq!(b[1].hits(), 0);
 
     assert!(ctl(&node, &["server", "app/host2", "ready"]).await.0);
-    let served = hits_after(&node, 60).await;
+    let served = served_by(&node, 60).await;
     assert_eq!(served.iter().filter(|s| *s == "host2").count(), 20);
 }
 
@@ -52,7 +33,7 @@ async fn a_pin_holds_until_released() {
     // An unpinned change does not override the pin.
     let (_, out, _) = ctl(&node, &["server", "app/host1", "ready"]).await;
     assert_eq!(out, "app/host1: drain (pinned)\n");
-    assert!(hits_after(&node, 20).await.iter().all(|s| s == "host2"));
+    assert!(served_by(&node, 20).await.iter().all(|s| s == "host2"));
 
     let (_, out, _) = ctl(&node, &["--json", "pool", "app"]).await;
     let pool: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -63,14 +44,14 @@ async fn a_pin_holds_until_released() {
     assert!(ok);
     // Released: the last unpinned setting (ready) applies again.
     assert_eq!(out, "app/host1: ready\n");
-    assert!(hits_after(&node, 20).await.contains(&"host1".to_owned()));
+    assert!(served_by(&node, 20).await.contains(&"host1".to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_shows_tables_and_json_and_reports_mistakes() {
     let b = backends(&["host1"]).await;
     let node = Bunsan::start(bin(), &http_config(&[(&b[0], 2)], "")).await.unwrap();
-    hits_after(&node, 3).await;
+    served_by(&node, 3).await;
 
     let (ok, out, _) = ctl(&node, &["pools"]).await;
     assert!(ok);

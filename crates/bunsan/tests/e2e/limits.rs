@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::hostile::exchange;
+use crate::hostile::h2::frame;
 use crate::{backends, bin, http_config};
 
 /// A node with one backend whose listener has `limits = { LIMITS }`.
@@ -156,15 +157,6 @@ async fn a_server_sending_an_oversized_head_gets_a_502() {
     let node = Bunsan::start(bin(), &config).await.unwrap();
     let reply = bunsan_testkit::get(node.listener("web"), "/").await.unwrap();
     assert_eq!(reply.status.as_u16(), 502);
-}
-
-/// One HTTP/2 frame.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

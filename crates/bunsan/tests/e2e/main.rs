@@ -39,6 +39,29 @@ pub async fn run(args: &[&str]) -> Output {
     tokio::process::Command::new(bin()).args(args).output().await.expect("bunsan runs")
 }
 
+/// Runs `bunsan ctl --admin URL ARGS…` against `node`: (success, stdout, stderr).
+pub async fn ctl(node: &bunsan_testkit::Bunsan, args: &[&str]) -> (bool, String, String) {
+    let url = node.admin_url();
+    let mut full = vec!["ctl", "--admin", url.as_str()];
+    full.extend_from_slice(args);
+    let out = run(&full).await;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// The backends (their `x-backend` names) that answer `requests` requests on listener
+/// `web`, each expected to succeed.
+pub async fn served_by(node: &bunsan_testkit::Bunsan, requests: usize) -> Vec<String> {
+    let mut client = bunsan_testkit::Client::http1(node.listener("web")).await.expect("node accepts");
+    let mut names = Vec::new();
+    for _ in 0..requests {
+        let reply = client.get("/").await.expect("a reply");
+        assert_eq!(reply.status, 200);
+        names.push(reply.header("x-backend").unwrap_or("?").to_owned());
+    }
+    names
+}
+
 /// Starts backends with these names.
 pub async fn backends(names: &[&str]) -> Vec<Backend> {
     let mut started = Vec::new();

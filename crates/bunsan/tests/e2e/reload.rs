@@ -8,28 +8,7 @@ use bunsan_proto::admin::PoolDetail;
 use bunsan_testkit::{get, Bunsan, Client};
 use nix::sys::signal::Signal;
 
-use crate::{backends, bin, http_config, run};
-
-async fn ctl(node: &Bunsan, args: &[&str]) -> (bool, String, String) {
-    let url = node.admin_url();
-    let mut full = vec!["ctl", "--admin", url.as_str()];
-    full.extend_from_slice(args);
-    let out = run(&full).await;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
-
-/// Which backends answer `requests` requests.
-async fn served_by(node: &Bunsan, requests: usize) -> Vec<String> {
-    let mut client = Client::http1(node.listener("web")).await.unwrap();
-    let mut names = Vec::new();
-    for _ in 0..requests {
-        let reply = client.get("/").await.unwrap();
-        assert_eq!(reply.status, 200);
-        names.push(reply.header("x-backend").unwrap_or("?").to_owned());
-    }
-    names
-}
+use crate::{backends, bin, ctl, http_config, served_by};
 
 async fn pool(node: &Bunsan) -> PoolDetail {
     let reply = get(node.admin(), "/v1/pools/app").await.unwrap();

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use crate::{bin, http_config};
 
 /// One HTTP/2 frame.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
     out.extend_from_slice(&stream.to_be_bytes());
@@ -20,9 +20,12 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A header field as raw name and value bytes.
+type Field<'a> = (&'a [u8], &'a [u8]);
+
 /// A request header block: `POST /echo` for authority `a` plus `extra` fields as
 /// literals without indexing.
-fn block(extra: &[(&[u8], &[u8])]) -> Vec<u8> {
+fn block(extra: &[Field]) -> Vec<u8> {
     // :method POST (3), :scheme http (6), :path / is replaced by a literal /echo (4).
     let mut out = vec![0x83, 0x86, 0x04, 5];
     out.extend_from_slice(b"/echo");
@@ -67,7 +70,7 @@ async fn exchange(addr: std::net::SocketAddr, frames: Vec<u8>) -> Vec<(u8, u32, 
 async fn malformed_http2_requests_never_reach_the_server() {
     let backend = Backend::start("h2-guarded").await;
     let node = Bunsan::start(bin(), &http_config(&[(&backend, 1)], "")).await.unwrap();
-    let cases: [(&str, &[(&[u8], &[u8])]); 7] = [
+    let cases: [(&str, &[Field]); 7] = [
         ("CR in a value", &[(b"x-a", b"b\rc")]),
         ("LF in a value", &[(b"x-a", b"b\nx-injected: 1")]),
         ("NUL in a value", &[(b"x-a", b"b\0c")]),

@@ -3,7 +3,7 @@
 //! must never let a client and a server disagree about where a message ends.
 
 mod cases;
-mod h2;
+pub mod h2;
 mod responses;
 
 use std::time::Duration;
