@@ -2,6 +2,7 @@
 //! selectors, weight shares, Maglev's disruption bound, and the per-algorithm rules.
 
 use bunsan_core::balance::{LeastConn, LeastLoad, Maglev, P2cEwma, SmoothRoundRobin, WeightedRandom};
+use bunsan_core::hash::seeded_hash;
 use bunsan_core::{Algorithm, Candidate, PickContext, Selector, ServerState};
 use proptest::prelude::*;
 use ServerState::{Down, Drain, Maint, Ready};
@@ -173,6 +174,21 @@ fn maglev_owner(table: &Maglev, servers: &[Server], key: u64) -> Option<String> 
     picked.map(|i| servers[i].id.clone())
 }
 
+/// The pool in which the property test found two servers drawing the same skip
+/// (backend-…-9 and backend-…-11): removing a third server moved 17% of keys.
+#[test]
+fn maglev_servers_with_the_same_skip_do_not_drag_each_other() {
+    let servers = named_pool(12, 1_851_102_975_885_292_253);
+    let fewer = servers[1..].to_vec();
+    let (before, after) = (Maglev::build(&servers), Maglev::build(&fewer));
+    let mut rng = fastrand::Rng::with_seed(7);
+    let moved = (0..100_000)
+        .map(|_| rng.u64(..))
+        .filter(|&k| maglev_owner(&before, &servers, k) != maglev_owner(&after, &fewer, k))
+        .count();
+    assert!(moved as f64 / 100_000.0 <= 1.0 / 12.0 + 0.02, "{moved} of 100000 moved");
+}
+
 fn named_pool(n: usize, salt: u64) -> Vec<Server> {
     (0..n).map(|i| Server::ready(format!("backend-{salt:x}-{i}"), 1)).collect()
 }
@@ -197,7 +213,11 @@ proptest! {
             .map(|_| rng.u64(..))
             .filter(|&k| maglev_owner(&before, &servers, k) != maglev_owner(&after, &fewer, k))
             .count();
-        let bound = 1.0 / n as f64 + 0.02;
+        // Removing the earlier server of a pair that drew the same skip also moves the later
+        // one's keys (see `Maglev`); pairs are rare (about N²/131,072 per pool).
+        let first_skip = |s: &Server| seeded_hash(2, s.id.as_bytes()) % 65_536 + 1;
+        let partnered = servers.iter().any(|s| s.id > servers[removed].id && first_skip(s) == first_skip(&servers[removed]));
+        let bound = if partnered { 2.0 } else { 1.0 } / n as f64 + 0.02;
         prop_assert!((moved as f64 / keys as f64) <= bound, "{} of {} moved, n = {}", moved, keys, n);
     }
 

@@ -32,9 +32,10 @@ pub(crate) struct Dial<'a> {
 /// header, TLS, HTTP handshake) must finish within the pool's connect timeout.
 pub(crate) async fn connect(dial: Dial<'_>) -> Result<Sender, ConnectError> {
     let (addr, timeout) = (dial.addr, dial.settings.connect_timeout);
-    tokio::time::timeout(timeout, establish(dial))
-        .await
-        .map_err(|_| ConnectError::Timeout { addr, timeout })?
+    // Boxed: the TLS and HTTP handshakes' state is ~8 KiB, and every request's future would
+    // carry it inline although most requests reuse a connection and never connect.
+    let establish = Box::pin(establish(dial));
+    tokio::time::timeout(timeout, establish).await.map_err(|_| ConnectError::Timeout { addr, timeout })?
 }
 
 async fn establish(dial: Dial<'_>) -> Result<Sender, ConnectError> {
