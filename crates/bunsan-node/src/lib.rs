@@ -43,6 +43,7 @@ pub mod retry;
 pub mod server;
 pub mod session;
 mod session_key;
+mod splice;
 pub mod state;
 mod tcp;
 mod tls;

@@ -249,7 +249,7 @@ impl Listener {
     /// (forwarding headers, client-ip affinity, the connection table).
     async fn dispatch<S>(&self, stream: S, ends: Ends)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + crate::tcp::ClientSocket + Unpin + Send + 'static,
     {
         match self.protocol {
             Protocol::Tcp => {

@@ -7,32 +7,53 @@
 //! clock runs from the close of its last connection, and if its server cannot be reached
 //! the session moves to the next one. A pool with `send_proxy` gets a PROXY header naming
 //! the client before any relayed byte.
+//!
+//! Bytes move through kernel pipes (`splice`, see [`crate::splice`]) and never enter
+//! user space; a process that cannot make pipes (out of descriptors) copies instead.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::HeaderMap;
-use tokio::io::{copy_bidirectional, AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{copy_bidirectional, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::affinity::{Affinity, Decision};
 use crate::connections::{Link, Registration};
 use crate::http::key::ip_key;
 use crate::outlier::{self, Verdict};
-use crate::proxy_protocol::{self, Ends};
+use crate::proxy_protocol::{self, Ends, Rewind};
 use crate::server::InFlight;
 use crate::session::ClientSessions;
+use crate::splice::Pipes;
 use crate::state::StateBoard;
 use crate::topology::Pool;
 use crate::upstream::{connect_tcp, Sender};
 
+/// A client stream the relay can take down to its socket.
+pub trait ClientSocket {
+    /// The bytes already read from the client and not yet relayed, and the socket.
+    fn into_socket(self) -> (Bytes, TcpStream);
+}
+
+impl ClientSocket for TcpStream {
+    fn into_socket(self) -> (Bytes, TcpStream) {
+        (Bytes::new(), self)
+    }
+}
+
+impl ClientSocket for Rewind<TcpStream> {
+    fn into_socket(self) -> (Bytes, TcpStream) {
+        self.into_parts()
+    }
+}
+
 /// Relays one accepted client connection, whose real ends are `ends`; `entry` is its
 /// place in the connection table (it leaves the table when the relay ends).
-pub async fn relay<S>(mut client: S, ends: Ends, entry: Registration, board: Arc<StateBoard>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub async fn relay(client: impl ClientSocket, ends: Ends, entry: Registration, board: Arc<StateBoard>) {
+    let (early, mut client) = client.into_socket();
     let (link, peer) = (&entry.link, ends.client);
     let Some(pool) = board.topology().pool_for_listener(link.listener).cloned() else { return };
     // Lives as long as the relay: dropping it detaches the client's session.
@@ -48,8 +69,20 @@ where
             return;
         }
     }
+    if let Err(error) = upstream.write_all(&early).await {
+        tracing::debug!(client = %peer, %error, "relaying the client's first bytes failed");
+        return;
+    }
     let counters = &in_flight.server().counters;
-    match copy_bidirectional(&mut client, &mut upstream).await {
+    counters.bytes_to_server.fetch_add(early.len() as u64, Relaxed);
+    let moved = match Pipes::new() {
+        Ok(pipes) => pipes.relay(&client, &upstream).await,
+        Err(error) => {
+            tracing::debug!(client = %peer, %error, "no pipes for a zero-copy relay; copying");
+            copy_bidirectional(&mut client, &mut upstream).await
+        }
+    };
+    match moved {
         Ok((to_server, to_client)) => {
             counters.bytes_to_server.fetch_add(to_server, Relaxed);
             counters.bytes_to_client.fetch_add(to_client, Relaxed);
