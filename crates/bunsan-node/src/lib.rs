@@ -19,8 +19,9 @@
 //! balancer pick ([`bunsan_core::Selector`]) → upstream lease (the server's idle pool or
 //! a new connection) → forward, stream the response back, count. State changes go
 //! through [`state::StateBoard`], the one place that decides effective server states.
-// `deny`, not `forbid`: the one exception is `handover::fds`, which takes ownership of
-// file descriptors received over a Unix socket (SCM_RIGHTS).
+// `deny`, not `forbid`: the exceptions are `handover::fds`, which takes ownership of
+// file descriptors received over a Unix socket (SCM_RIGHTS), and `memory`'s call of
+// glibc's `malloc_trim`.
 #![deny(unsafe_code)]
 
 pub mod access_log;
@@ -35,6 +36,7 @@ pub mod handover;
 pub mod health;
 pub mod http;
 mod listener;
+mod memory;
 pub mod metrics;
 mod node;
 pub mod outlier;

@@ -278,9 +278,25 @@ async fn serve_http<S>(
     let Some(acceptor) = tls else {
         return serve_connection(stream, peer, local, ctx, shutdown).await;
     };
+    // Boxed: the handshake's result (a TLS stream, ~2 KiB) would otherwise widen every
+    // plain connection's task too.
+    Box::pin(serve_tls(stream, peer, local, acceptor, ctx, shutdown)).await
+}
+
+/// The TLS handshake, then the connection over TLS.
+async fn serve_tls<S>(
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    acceptor: TlsAcceptor,
+    ctx: Arc<HttpContext>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let handshake = Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)));
     match handshake.await {
-        Ok(Ok(tls_stream)) => Box::pin(serve_connection(tls_stream, peer, local, ctx, shutdown)).await,
+        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, local, ctx, shutdown).await,
         Ok(Err(error)) => tracing::debug!(client = %peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
     }

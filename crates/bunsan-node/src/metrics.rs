@@ -137,7 +137,11 @@ impl Collector for NodeCollector {
         encode_latency(&mut encoder, &topology.pools)?;
         encode_pool_counters(&mut encoder, &topology.pools)?;
         encode_sessions(&mut encoder, &topology.pools)?;
-        encode_listener_counters(&mut encoder, &self.listeners.all())
+        encode_listener_counters(&mut encoder, &self.listeners.all())?;
+        let help = "Times a quiet HTTP/1.1 client connection gave up its buffers (parked).";
+        let family =
+            encoder.encode_descriptor("client_connections_parked", help, None, MetricType::Counter)?;
+        ConstCounter::new(crate::memory::parked()).encode(family)
     }
 }
 

@@ -31,7 +31,7 @@ impl Activity {
     }
 
     /// How long the connection has had nothing in flight; `None` while it has.
-    fn idle_for(&self) -> Option<Duration> {
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
         if self.in_flight.load(Relaxed) > 0 {
             return None;
         }

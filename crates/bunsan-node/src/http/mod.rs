@@ -8,6 +8,7 @@ pub mod idle;
 pub mod key;
 pub mod local;
 mod log;
+mod park;
 pub mod private;
 mod proxy;
 pub mod replay;
@@ -119,7 +120,8 @@ pub struct ClientConn {
 /// Serves one client connection until it closes; on `shutdown` it finishes the requests
 /// in flight and then closes (HTTP/2: GOAWAY; HTTP/1.1: no further keep-alive).
 /// `client` is the client's address (from a PROXY header when the listener takes one),
-/// `local` the node's end of the connection.
+/// `local` the node's end of the connection. A quiet HTTP/1.1 connection is parked
+/// between requests (see [`park`]) and keeps its identity (table entry, sessions).
 pub async fn serve_connection<I>(
     io: I,
     client: SocketAddr,
@@ -129,18 +131,66 @@ pub async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service_ctx = ctx.clone();
     let registration = ctx.connections.register(Link::new(ctx.listener, client));
     let link = registration.link.clone();
-    let sessions = ClientSessions::new();
-    let private = Arc::default();
-    let activity = Arc::new(Activity::default());
-    let conn_state =
+    let (sessions, private) = (ClientSessions::new(), Arc::default());
+    let conn =
         Arc::new(ClientConn { addr: client, local, private, sessions, _registration: registration, link });
-    let service_activity = activity.clone();
-    let service = service_fn(move |req| {
-        let (ctx, conn) = (service_ctx.clone(), conn_state.clone());
-        let active = service_activity.begin();
+    let activity = Arc::new(Activity::default());
+    let signals = Arc::new(park::IoSignals::default());
+    let watch = park::ParkWatch::new(signals.clone(), activity.clone());
+    let slot = park::Slot::default();
+    let (mut io, mut held) = (io, None);
+    loop {
+        let service = connection_service(&ctx, &conn, &activity, &signals);
+        let wrapped = park::ParkableIo::new(io, held, signals.clone(), slot.clone());
+        // Boxed so that a parked connection does not keep room for hyper's state.
+        let served = Box::pin(ctx.builder.serve_connection_with_upgrades(TokioIo::new(wrapped), service));
+        // Boxed too: its timers are only needed while hyper runs.
+        let ended =
+            Box::pin(drive(served, |c| c.graceful_shutdown(), &ctx, &activity, &watch, &shutdown)).await;
+        if let Err(error) = ended {
+            tracing::debug!(%client, %error, "client connection ended with an error");
+        }
+        let parked = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        watch.set_parking(false);
+        let Some(parked) = parked else { return };
+        crate::memory::note_parked();
+        io = parked;
+        // hyper would have closed a keep-alive wait at `head_timeout`; so does the park.
+        let left = ctx.limits.head_timeout.min(ctx.limits.idle_timeout).saturating_sub(park::PARK_AFTER);
+        held = tokio::select! {
+            byte = park::wait_for_byte(&mut io) => match byte {
+                Some(byte) => Some(byte),
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(left) => return,
+        };
+    }
+}
+
+/// The service for one hyper connection over `conn`.
+fn connection_service(
+    ctx: &Arc<HttpContext>,
+    conn: &Arc<ClientConn>,
+    activity: &Arc<Activity>,
+    signals: &Arc<park::IoSignals>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<body::ResponseBody>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<http::Response<body::ResponseBody>, Infallible>>
+                 + Send
+                 + 'static,
+> + Clone {
+    let (ctx, conn, activity, signals) = (ctx.clone(), conn.clone(), activity.clone(), signals.clone());
+    service_fn(move |req| {
+        let (ctx, conn) = (ctx.clone(), conn.clone());
+        let active = activity.begin();
+        if req.version() == http::Version::HTTP_2 {
+            signals.saw_http2();
+        }
         async move {
             // Boxed: hyper keeps room for one request future per HTTP/1.1 connection for
             // the connection's whole life, and ours is ~13 KiB; boxed, an idle connection
@@ -156,24 +206,48 @@ pub async fn serve_connection<I>(
             }
             Ok::<_, Infallible>(response)
         }
-    });
-    let conn = ctx.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
+    })
+}
+
+/// Runs one hyper connection until it ends: by itself, by `shutdown`, by the idle
+/// timeout, or by being parked (which leaves the socket in the park slot).
+async fn drive<C, E>(
+    mut served: std::pin::Pin<Box<C>>,
+    graceful: impl Fn(std::pin::Pin<&mut C>),
+    ctx: &HttpContext,
+    activity: &Activity,
+    watch: &park::ParkWatch,
+    shutdown: &CancellationToken,
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::select! {
+        result = served.as_mut() => result,
         () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            graceful(served.as_mut());
+            served.await
         }
-        () = idle::idle_past(&activity, ctx.limits.idle_timeout) => {
-            tracing::debug!(%client, "closing an idle client connection");
-            conn.as_mut().graceful_shutdown();
+        () = idle::idle_past(activity, ctx.limits.idle_timeout) => {
+            tracing::debug!(client = "idle", "closing an idle client connection");
+            graceful(served.as_mut());
             // HTTP/2's graceful close waits for the client to acknowledge a PING; a client
             // that stays silent does not get to keep the connection that way.
-            tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
+            tokio::time::timeout(IDLE_CLOSE_GRACE, served).await.unwrap_or(Ok(()))
         }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%client, %error, "client connection ended with an error");
+        () = watch.quiet() => {
+            watch.set_parking(true);
+            graceful(served.as_mut());
+            // An idle HTTP/1.1 connection closes on the spot; one that does not was busy
+            // after all, and finishes normally (without keep-alive).
+            let now = std::future::poll_fn(|cx| std::task::Poll::Ready(served.as_mut().poll(cx))).await;
+            match now {
+                std::task::Poll::Ready(result) => result,
+                std::task::Poll::Pending => {
+                    watch.set_parking(false);
+                    served.await
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::health::{Target, Transition};
 use crate::state::{Command, StateBoard};
 
-/// How often idle upstream connections and sessions past their timeouts are ended.
+/// How often idle upstream connections and sessions past their timeouts are ended (and
+/// memory freed by parked client connections is given back).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The tasks of one config generation.
@@ -81,6 +82,7 @@ pub async fn housekeeping(board: Arc<StateBoard>, shutdown: CancellationToken) {
             }
             crate::outlier::readmit_due(&board, pool);
         }
+        crate::memory::release_freed();
     }
 }
 

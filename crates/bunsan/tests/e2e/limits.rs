@@ -12,7 +12,7 @@ use crate::hostile::h2::frame;
 use crate::{backends, bin, http_config};
 
 /// A node with one backend whose listener has `limits = { LIMITS }`.
-async fn node_with(backend: &Backend, limits: &str, pool_extra: &str) -> Bunsan {
+pub async fn node_with(backend: &Backend, limits: &str, pool_extra: &str) -> Bunsan {
     let config = http_config(&[(backend, 1)], pool_extra).replace(
         "pool = \"app\"\n\n[[pool]]",
         &format!("pool = \"app\"\nlimits = {{ {limits} }}\n\n[[pool]]"),
@@ -21,7 +21,7 @@ async fn node_with(backend: &Backend, limits: &str, pool_extra: &str) -> Bunsan 
 }
 
 /// Reads until the peer closes; returns how long that took, or `None` within `wait`.
-async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Duration> {
+pub async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Duration> {
     let started = Instant::now();
     let mut buf = [0u8; 4096];
     loop {
@@ -204,7 +204,7 @@ fn goaway(mut bytes: &[u8]) -> bool {
 }
 
 /// The node's proportional set size in KiB (`/proc/PID/smaps_rollup`).
-fn pss_kib(pid: u32) -> u64 {
+pub fn pss_kib(pid: u32) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     text.lines()
         .find_map(|line| line.strip_prefix("Pss:"))

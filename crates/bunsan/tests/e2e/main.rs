@@ -15,6 +15,7 @@ mod errors;
 mod failover;
 mod hostile;
 mod limits;
+mod parking;
 mod protocols;
 mod proxy_protocol;
 mod reload;
