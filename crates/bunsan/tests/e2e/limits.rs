@@ -212,18 +212,25 @@ pub fn pss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Raises this process's descriptor limit to its hard limit (the node inherits it; both
+/// ends need a descriptor per connection) and returns how many of `wanted` connections
+/// fit, at least 1,000.
+pub fn connections_allowed(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    let count = wanted.min(hard.saturating_sub(500) as usize);
+    assert!(count >= 1000, "RLIMIT_NOFILE {hard} is too low for this test");
+    count
+}
+
 /// Memory a connection that sent part of a request head and went quiet may cost the node,
 /// at most (README, "Limits and hostile input").
 const IDLE_GARBAGE_BOUND_KIB: u64 = 24;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_garbage_connections_stay_under_the_memory_bound() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    // The node inherits the limit; both ends need a descriptor per connection.
-    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    let count = 10_000.min(hard.saturating_sub(500) as usize);
-    assert!(count >= 1000, "RLIMIT_NOFILE {hard} is too low for this test");
+    let count = connections_allowed(10_000);
     let b = backends(&["quiet"]).await;
     let node = node_with(&b[0], "head_timeout = \"60s\", idle_timeout = \"60s\"", "").await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::backends;
-use crate::limits::{closed_within, node_with, pss_kib};
+use crate::limits::{closed_within, connections_allowed, node_with, pss_kib};
 
 /// Longer than the node's park delay (200 ms), with room for a loaded machine.
 const QUIET: Duration = Duration::from_millis(700);
@@ -120,11 +120,7 @@ const PARKED_BOUND_KIB: f64 = 8.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_quiet_keep_alive_connections_stay_under_the_memory_bound() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    let count = 5_000.min(hard.saturating_sub(500) as usize);
-    assert!(count >= 1000, "RLIMIT_NOFILE {hard} is too low for this test");
+    let count = connections_allowed(5_000);
     let b = backends(&["steady"]).await;
     let node = node_with(&b[0], "head_timeout = \"60s\", idle_timeout = \"60s\"", "").await;
     // Warm up: the pooled upstream connection and the runtime's own allocations.
