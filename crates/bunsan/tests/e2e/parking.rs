@@ -12,10 +12,10 @@ use crate::backends;
 use crate::limits::{closed_within, connections_allowed, node_with, pss_kib};
 
 /// Longer than the node's park delay (200 ms), with room for a loaded machine.
-const QUIET: Duration = Duration::from_millis(700);
+pub const QUIET: Duration = Duration::from_millis(700);
 
 /// `bunsan_client_connections_parked_total`.
-async fn parked(node: &Bunsan) -> u64 {
+pub async fn parked(node: &Bunsan) -> u64 {
     let metrics = get(node.admin(), "/metrics").await.unwrap().text();
     let line = metrics.lines().find_map(|l| l.strip_prefix("bunsan_client_connections_parked_total "));
     line.unwrap_or_else(|| panic!("no parked counter in:\n{metrics}")).trim().parse().unwrap()

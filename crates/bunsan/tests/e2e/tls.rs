@@ -91,3 +91,21 @@ async fn a_pool_presents_its_client_certificate_to_servers_that_require_one() {
     assert_eq!(reply.status.as_u16(), 502, "a server requiring a client certificate answered without one");
     assert_eq!(backend.hits(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_http1_connection_over_tls_is_parked_and_keeps_its_session() {
+    use crate::parking::{parked, QUIET};
+    let b = backends(&["parked"]).await;
+    let cert = SelfSigned::generate();
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), "web", &cert);
+    let tls = "cert = \"web.pem\", key = \"web.key\"";
+    let node = Bunsan::start_in(bin(), dir, &with_tls(&http_config(&[(&b[0], 1)], ""), tls)).await.unwrap();
+    let mut client = Client::tls(node.listener("web"), &cert.cert_der, &["http/1.1"]).await.unwrap();
+    assert_eq!(client.get("/before").await.unwrap().status.as_u16(), 200);
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(parked(&node).await, 1, "the quiet TLS connection was not parked");
+    // The same TLS session carries on: no new handshake, no new connection.
+    assert_eq!(client.get("/after").await.unwrap().status.as_u16(), 200);
+    assert_eq!(client.get("/again").await.unwrap().status.as_u16(), 200);
+}
