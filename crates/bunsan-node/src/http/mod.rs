@@ -148,7 +148,8 @@ pub async fn serve_connection<I>(
         let served = Box::pin(ctx.builder.serve_connection_with_upgrades(TokioIo::new(wrapped), service));
         // Boxed too: its timers are only needed while hyper runs.
         let ended =
-            Box::pin(drive(served, |c| c.graceful_shutdown(), &ctx, &activity, &watch, &shutdown)).await;
+            Box::pin(drive(served, |c| c.graceful_shutdown(), client, &ctx, &activity, &watch, &shutdown))
+                .await;
         if let Err(error) = ended {
             tracing::debug!(%client, %error, "client connection ended with an error");
         }
@@ -214,6 +215,7 @@ fn connection_service(
 async fn drive<C, E>(
     mut served: std::pin::Pin<Box<C>>,
     graceful: impl Fn(std::pin::Pin<&mut C>),
+    client: SocketAddr,
     ctx: &HttpContext,
     activity: &Activity,
     watch: &park::ParkWatch,
@@ -229,7 +231,7 @@ where
             served.await
         }
         () = idle::idle_past(activity, ctx.limits.idle_timeout) => {
-            tracing::debug!(client = "idle", "closing an idle client connection");
+            tracing::debug!(%client, "closing an idle client connection");
             graceful(served.as_mut());
             // HTTP/2's graceful close waits for the client to acknowledge a PING; a client
             // that stays silent does not get to keep the connection that way.

@@ -82,7 +82,10 @@ impl<I> ParkableIo<I> {
         self.tail.copy_within(4 - keep.., 0);
         let take = bytes.len().min(4);
         self.tail[keep..].copy_from_slice(&bytes[bytes.len() - take..]);
-        self.signals.reads.fetch_add(1, Relaxed);
+        // The wrapper is the counter's only writer, so no atomic read-modify-write is
+        // needed on this per-read path.
+        let reads = &self.signals.reads;
+        reads.store(reads.load(Relaxed) + 1, Relaxed);
         self.signals.read_ended_head.store(&self.tail == b"\r\n\r\n", Relaxed);
     }
 
